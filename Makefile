@@ -1,0 +1,37 @@
+# lth — `make help` lists the targets. The environment (.venv) is created on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train sweep test lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install lth with its dev tools (offline-safe: registries only)
+
+train: $(STAMP)  ## run the default lottery (MNIST-1D, MLP, IMP); extra overrides: make train ARGS="optim.lr=0.01"
+	$(PY) -m lth.train $(ARGS)
+
+sweep: $(STAMP)  ## the flagship sweep: init strategy x learning rate (4 x 2 jobs) into multirun/
+	$(PY) -m lth.train -m init=winning_ticket,rewind,reinit,random_prune optim.lr=0.01,0.1 $(ARGS)
+
+test: $(STAMP)  ## run the test suite
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)  ## ruff check and format check
+	$(VENV)/bin/ruff check lth tests
+	$(VENV)/bin/ruff format --check lth tests
+
+clean:  ## remove outputs, sweeps and caches (keeps .venv)
+	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,180 @@
+"""PruningCallback: the only place that knows the lottery schedule.
+
+One ``fit`` spans all levels: level ``L`` trains global steps ``(L*steps, (L+1)*steps]``. At the end
+of a level the callback records its metrics, prunes (criterion + scope), restarts the survivors
+(``lth.init.Restart``) and clears the optimizer state, so the next level starts from a fresh
+optimizer (the LR schedule is per level by construction, see ``lth.module``). Its state (level,
+theta_0, the rewind snapshot, records) is part of every Lightning checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from lth.init import Restart, State
+from lth.pruning import prune_masks, score
+from lth.results import RunDirectory
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """How each event prunes: criterion, scope and each prunable tensor's rate."""
+
+    criterion: str
+    scope: str
+    base_rate: float
+    rates: Mapping[str, float]
+
+    def next_masks(self, masks: Mapping[str, Tensor], w_init: State, w_final: State) -> dict[str, Tensor]:
+        return prune_masks(
+            score(self.criterion, w_init, w_final), masks, self.rates, self.scope, self.base_rate
+        )
+
+
+@dataclass
+class LotteryState:
+    """Everything the callback must checkpoint to resume a lottery."""
+
+    level: int = 0
+    theta_0: State | None = None
+    snapshot: State | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    status: str = "running"
+
+
+def _finite_min_key(entry: Mapping[str, float]) -> float:
+    loss = entry["val_loss"]
+    return loss if math.isfinite(loss) else math.inf
+
+
+class PruningCallback(pl.Callback):
+    def __init__(
+        self,
+        *,
+        levels: int,
+        steps: int,
+        eval_every: int,
+        plan: PruningPlan,
+        restart: Restart,
+        fresh_state: Callable[[int], State],
+        run_dir: RunDirectory | None = None,
+        save_weights: bool = True,
+    ) -> None:
+        self.levels, self.steps, self.eval_every = levels, steps, eval_every
+        self.plan, self.restart, self.fresh_state = plan, restart, fresh_state
+        self.run_dir, self.save_weights = run_dir, save_weights
+        self.state = LotteryState()
+        self._loss_sum: Tensor | None = None
+        self._loss_count = 0
+        self._level_started = time.perf_counter()
+
+    # --- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self.state))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.state = LotteryState(**state_dict)
+
+    # --- hooks ---------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.state.theta_0 is None:
+            self.state.theta_0 = pl_module.network.model_state()
+        if self.state.snapshot is None and self.restart.snapshot_step == 0:
+            self.state.snapshot = self.state.theta_0
+        self._level_started = time.perf_counter()
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        pl_module.network.mask_gradients()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        network = pl_module.network
+        network.apply_masks()
+        loss = outputs["loss"].detach()
+        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        self._loss_count += 1
+        step = trainer.global_step - self.state.level * self.steps
+        if self.state.level == 0 and step == self.restart.snapshot_step and self.state.snapshot is None:
+            self.state.snapshot = network.model_state()
+        if step % self.eval_every == 0 or step == self.steps:
+            diverged = not math.isfinite(self._evaluate(trainer, pl_module, step))
+            if diverged or step == self.steps:
+                self._finish_level(trainer, pl_module, step, "diverged" if diverged else "ok")
+
+    # --- the lottery ---------------------------------------------------------------------------
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> float:
+        """Evaluate on val and test, log, and return the mean training loss since the last eval."""
+        train_loss = (self._loss_sum / self._loss_count).item()
+        self._loss_sum, self._loss_count = None, 0
+        entry = {"step": step, "train_loss": train_loss}
+        for split in ("val", "test"):
+            metrics = pl_module.evaluate(*trainer.datamodule.split(split))
+            entry |= {f"{split}_{k}": v for k, v in metrics.items()}
+        self.state.evals.append(entry)
+        metrics = {f"{k.replace('_', '/', 1)}": v for k, v in entry.items() if k != "step"}
+        metrics |= {"level": self.state.level, "weights_remaining": pl_module.network.remaining_total()}
+        self._log(trainer, metrics)
+        return train_loss
+
+    def _finish_level(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, status: str
+    ) -> None:
+        network, state = pl_module.network, self.state
+        best = min(state.evals, key=_finite_min_key)
+        last = state.evals[-1]
+        record = {
+            "level": state.level,
+            "weights_remaining": network.remaining_total(),
+            "layers": network.remaining(),
+            "test_acc": last["test_acc"],
+            "test_loss": last["test_loss"],
+            "val_acc": last["val_acc"],
+            "val_loss": last["val_loss"],
+            "train_loss": last["train_loss"],
+            "early_stop_step": best["step"],
+            "test_acc_at_early_stop": best["test_acc"],
+            "val_loss_at_early_stop": best["val_loss"],
+            "steps": step,
+            "wall_s": round(time.perf_counter() - self._level_started, 3),
+            "status": status,
+        }
+        state.records.append(record)
+        if trainer.is_global_zero and self.run_dir is not None:
+            weights = network.weights() if self.save_weights else None
+            self.run_dir.save_level(state.level, network.mask_dict(), weights)
+            self.run_dir.write_records(state.records)
+        self._log(trainer, {f"level/{k}": v for k, v in record.items() if isinstance(v, int | float)})
+        if status != "ok" or state.level == self.levels:
+            state.status = "complete" if status == "ok" else status
+            trainer.should_stop = True
+            return
+        self._next_level(trainer, pl_module)
+
+    def _next_level(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        network, state = pl_module.network, self.state
+        previous = network.mask_dict()
+        pruned = self.plan.next_masks(previous, state.theta_0, network.weights())
+        state.level += 1
+        network.set_masks(self.restart.masks(pruned, previous, state.level))
+        network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
+        state.evals = []
+        self._level_started = time.perf_counter()
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

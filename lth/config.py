@@ -1,0 +1,149 @@
+"""Config checks that run before anything is built: one line naming the key and what it allows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import (
+    CompactHydraException,
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+)
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from lth.init import STRATEGIES
+from lth.models.initializers import INITIALIZERS
+from lth.module import OPTIMIZERS, SCHEDULES
+from lth.pruning import CRITERIA, SCOPES
+
+CONF_DIR = Path(__file__).parent / "conf"
+
+
+class ConfigError(CompactHydraException):
+    """A config value outside what lth allows; Hydra prints only its one-line message."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"lth: invalid config: {key}={value!r}; allowed: {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], allowed: str) -> None:
+    value = cfg
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, DictConfig) else None
+    if not ok(value):
+        _fail(key, value, allowed)
+
+
+def _one_of(options: Iterable[str]) -> tuple[Callable[[Any], bool], str]:
+    options = sorted(options)
+    return (lambda v: v in options), "one of " + ", ".join(options)
+
+
+def _int_in(low: int, high: float = float("inf")) -> tuple[Callable[[Any], bool], str]:
+    text = f"an integer >= {low}" if high == float("inf") else f"an integer in [{low}, {high}]"
+    return (lambda v: _is_int(v) and low <= v <= high), text
+
+
+OPEN_UNIT = (lambda v: _is_number(v) and 0 < v < 1), "a number in (0, 1)"
+POSITIVE = (lambda v: _is_number(v) and v > 0), "a number > 0"
+NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0), "a number >= 0"
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value lth cannot run with."""
+    steps = cfg.train.get("steps")
+    checks: list[tuple[str, tuple[Callable[[Any], bool], str]]] = [
+        ("seed", _int_in(0)),
+        ("train.steps", _int_in(1)),
+        ("train.batch_size", _int_in(1)),
+        ("train.eval_every", _int_in(1)),
+        ("data.val_size", _int_in(1)),
+        ("prune.levels", _int_in(0)),
+        ("prune.rate", OPEN_UNIT),
+        ("prune.scope", _one_of(SCOPES)),
+        ("prune.criterion", _one_of(CRITERIA)),
+        ("prune.exclude", ((lambda v: isinstance(v, ListConfig)), "a list of tensor names")),
+        ("init.name", _one_of(STRATEGIES)),
+        ("optim.name", _one_of(OPTIMIZERS)),
+        ("optim.lr", POSITIVE),
+        ("optim.weight_decay", NON_NEGATIVE),
+        ("optim.schedule", _one_of(SCHEDULES)),
+        ("optim.warmup_steps", _int_in(0, steps if _is_int(steps) else float("inf"))),
+    ]
+    if cfg.prune.get("output_rate") is not None:
+        checks.append(("prune.output_rate", OPEN_UNIT))
+    if "momentum" in cfg.optim:
+        checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
+    if "init" in cfg.model:
+        checks.append(("model.init", _one_of(INITIALIZERS)))
+    if cfg.init.get("name") == "rewind":
+        checks.append(("init.rewind_step", _int_in(0, steps)))
+    for key, (ok, allowed) in checks:
+        _check(cfg, key, ok, allowed)
+
+
+def check_exclude(exclude: Iterable[str], prunable: list[str]) -> None:
+    """Every name in ``prune.exclude`` must be a prunable tensor of the model."""
+    for name in exclude:
+        if name not in prunable:
+            _fail("prune.exclude", name, "names of prunable tensors: " + ", ".join(prunable))
+
+
+def _composition_error(exc: ConfigCompositionException, overrides: list[str]) -> str:
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, value = exc.missing_cfg_file.rpartition("/")
+        return f"lth: invalid config: {group}={value}; allowed: one of " + ", ".join(sorted(exc.options))
+    unknown = re.match(r"Could not override '(.+)'", str(exc))
+    if unknown:
+        key = unknown.group(1)
+        parent, _, _ = key.rpartition(".")
+        others = [o for o in overrides if not o.lstrip("+~").startswith(key + "=")]
+        node = compose("config", overrides=others)
+        node = OmegaConf.select(node, parent) if parent else node
+        known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+        return f"lth: invalid config: {key} is not a config key; keys here: {known}"
+    return "lth: invalid config: " + str(exc).strip().splitlines()[0]
+
+
+def precheck(argv: list[str]) -> str | None:
+    """Compose and check every job the command line asks for; return a one-line error, or None.
+
+    Runs before Hydra creates any output directory, so a typo anywhere in a sweep starts no job.
+    Sweeps other than comma-separated choices are left to Hydra's own sweeper.
+    """
+    args = get_args_parser().parse_args(argv)
+    if args.config_name or args.config_path or args.config_dir:
+        return None
+    parsed = OverridesParser.create().parse_overrides(args.overrides)
+    try:
+        jobs = BasicSweeper.split_arguments(parsed, None)[0] if args.multirun else [args.overrides]
+    except HydraException:
+        return None
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for overrides in jobs:
+            try:
+                cfg = compose("config", overrides=list(overrides))
+            except ConfigCompositionException as exc:
+                return _composition_error(exc, list(overrides))
+            try:
+                check_config(cfg)
+            except ConfigError as exc:
+                return str(exc)
+    return None

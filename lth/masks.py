@@ -1,0 +1,97 @@
+"""MaskedNetwork: a plain model plus one bool mask buffer per prunable tensor.
+
+The model itself is never modified: its state dict keeps plain names (``fc1.weight``), the masks sit
+beside it under ``masks.<name with dots as __>``. Pruned weights are kept exactly zero by
+``apply_masks`` (after every optimizer step) and ``mask_gradients`` (before it), so the forward pass
+needs no multiply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _buffer_name(tensor_name: str) -> str:
+    return tensor_name.replace(".", "__")
+
+
+def prunable_weight_names(model: nn.Module) -> list[str]:
+    """Names of the weights of every Linear/Conv layer, in registration order (biases never)."""
+    return [
+        f"{name}.weight" for name, module in model.named_modules() if isinstance(module, PRUNABLE_MODULES)
+    ]
+
+
+class MaskedNetwork(nn.Module):
+    """Wraps ``model`` and owns the masks of the tensors named in ``prunable``."""
+
+    def __init__(self, model: nn.Module, prunable: Iterable[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.masks = nn.Module()
+        params = dict(model.named_parameters())
+        self.prunable: list[str] = list(prunable)
+        for name in self.prunable:
+            self.masks.register_buffer(_buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def mask(self, name: str) -> Tensor:
+        return getattr(self.masks, _buffer_name(name))
+
+    def mask_dict(self) -> dict[str, Tensor]:
+        """Copies of the current masks, keyed by tensor name."""
+        return {name: self.mask(name).clone() for name in self.prunable}
+
+    def weight(self, name: str) -> nn.Parameter:
+        return self.model.get_parameter(name)
+
+    def weights(self) -> dict[str, Tensor]:
+        """Detached copies of the prunable weights."""
+        return {name: self.weight(name).detach().clone() for name in self.prunable}
+
+    @torch.no_grad()
+    def set_masks(self, masks: Mapping[str, Tensor]) -> None:
+        for name in self.prunable:
+            self.mask(name).copy_(masks[name])
+        self.apply_masks()
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """Zero every pruned weight in place."""
+        for name in self.prunable:
+            self.weight(name).mul_(self.mask(name))
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of pruned weights, so optimizer state never moves them."""
+        for name in self.prunable:
+            grad = self.weight(name).grad
+            if grad is not None:
+                grad.mul_(self.mask(name))
+
+    def model_state(self) -> dict[str, Tensor]:
+        """Detached copy of the whole model state (weights, biases, buffers), plain names."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def load_model_state(self, state: Mapping[str, Tensor]) -> None:
+        """Load ``state`` into the model and re-apply the masks."""
+        self.model.load_state_dict(state)
+        self.apply_masks()
+
+    def remaining(self) -> dict[str, float]:
+        """Fraction of each prunable tensor still alive."""
+        return {name: int(self.mask(name).sum()) / self.mask(name).numel() for name in self.prunable}
+
+    def remaining_total(self) -> float:
+        """Fraction of all prunable weights still alive."""
+        alive = sum(int(self.mask(name).sum()) for name in self.prunable)
+        total = sum(self.mask(name).numel() for name in self.prunable)
+        return alive / total

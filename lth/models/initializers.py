@@ -1,0 +1,33 @@
+"""Weight initialisers, applied to every Linear/Conv layer of a model.
+
+- ``default``: PyTorch's own ``reset_parameters`` (Kaiming-uniform weights, uniform biases).
+- ``glorot_normal``: Gaussian Glorot weights, zero biases (Frankle & Carbin's LeNet-300-100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from lth.masks import PRUNABLE_MODULES
+
+
+def _glorot_normal(module: nn.Module) -> None:
+    nn.init.xavier_normal_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+INITIALIZERS: dict[str, Callable[[nn.Module], None]] = {
+    "default": lambda module: module.reset_parameters(),
+    "glorot_normal": _glorot_normal,
+}
+
+
+def initialize(model: nn.Module, scheme: str) -> nn.Module:
+    """Re-draw every Linear/Conv layer of ``model`` with ``scheme`` from torch's global RNG."""
+    for module in model.modules():
+        if isinstance(module, PRUNABLE_MODULES):
+            INITIALIZERS[scheme](module)
+    return model

@@ -1,0 +1,28 @@
+"""Fully connected ReLU network; LeNet-300-100 is ``MLP(hidden=[300, 100])`` on 28x28 input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from torch import nn
+
+from lth.models.initializers import initialize
+
+
+class MLP(nn.Sequential):
+    """Flatten, then ``fc1, relu1, ..., fcN`` with ReLUs between; tensor names are ``fcK.weight``."""
+
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int], init: str = "default"
+    ) -> None:
+        widths = [math.prod(input_shape), *hidden, num_classes]
+        layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+        for k, (fan_in, fan_out) in enumerate(itertools.pairwise(widths), start=1):
+            if k > 1:
+                layers[f"relu{k - 1}"] = nn.ReLU()
+            layers[f"fc{k}"] = nn.Linear(fan_in, fan_out)
+        super().__init__(layers)
+        initialize(self, init)

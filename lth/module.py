@@ -1,0 +1,86 @@
+"""LightningModule for classification: cross-entropy, torchmetrics accuracy, optimizer and LR schedule.
+
+The LR schedule is a function of the step *within* the level (``global_step % steps_per_level``), so
+every level replays the same schedule; the callback clears the optimizer state at level boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from lth.masks import MaskedNetwork
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda t, total: 1.0,
+    "cosine": lambda t, total: 0.5 * (1.0 + math.cos(math.pi * t / total)),
+    "linear": lambda t, total: 1.0 - t / total,
+}
+SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
+EVAL_CHUNK = 8192
+
+
+def lr_factor(schedule: str, warmup_steps: int, steps_per_level: int) -> Callable[[int], float]:
+    """Multiplier of the base LR at a global step: linear warm-up, then ``schedule``, per level."""
+    shape = SCHEDULES[schedule]
+
+    def factor(step: int) -> float:
+        t = step % steps_per_level
+        warm = min(1.0, (t + 1) / warmup_steps) if warmup_steps else 1.0
+        return warm * shape(t, steps_per_level)
+
+    return factor
+
+
+def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in optim.items() if k not in SCHEDULE_KEYS}
+    return OPTIMIZERS[optim["name"]](params, **kwargs)
+
+
+class ClassificationModule(pl.LightningModule):
+    def __init__(
+        self, network: MaskedNetwork, num_classes: int, optim: Mapping[str, Any], steps_per_level: int
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.optim = dict(optim)
+        self.steps_per_level = steps_per_level
+        self.accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self.network(x), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Mean loss and accuracy of the current weights on ``(x, y)``, in eval mode."""
+        was_training = self.training
+        self.eval()
+        self.accuracy.reset()
+        loss_sum = torch.zeros((), device=self.device)
+        for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK), strict=True):
+            xb, yb = xb.to(self.device), yb.to(self.device)
+            logits = self.network(xb)
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+            self.accuracy.update(logits, yb)
+        self.train(was_training)
+        return {"loss": loss_sum.item() / len(y), "acc": self.accuracy.compute().item()}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.network.parameters(), self.optim)
+        factor = lr_factor(self.optim["schedule"], self.optim["warmup_steps"], self.steps_per_level)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,49 @@
+"""Shared fixtures: configs composed from the real conf/ tree, a session-wide MNIST-1D cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from lth.config import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["train.steps=30", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MNIST-1D cache for the whole session (generated on first use, ~3 s)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, data_root: Path) -> Callable[..., DictConfig]:
+    """Compose the real config with ``overrides``; output in tmp_path, no experiment logger."""
+
+    def make(*overrides: str) -> DictConfig:
+        base = [f"paths.output_dir={tmp_path / 'run'}", f"data.root={data_root}", "logger=none", *FAST]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[*base, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def lth_cli(tmp_path: Path, data_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python -m lth.train`` in a subprocess from tmp_path, offline, with a private HOME."""
+
+    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+        env |= {"HOME": str(tmp_path / "home"), "LTH_DATA_ROOT": str(data_root), "WANDB_SILENT": "true"}
+        cmd = [sys.executable, "-m", "lth.train", *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+    return run
