@@ -1,0 +1,5 @@
+"""LightningDataModules that hold every dataset in memory as tensors."""
+
+from lth.data.memory import InMemoryDataModule, ShuffledBatches
+
+__all__ = ["InMemoryDataModule", "ShuffledBatches"]

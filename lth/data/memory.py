@@ -1,0 +1,90 @@
+"""In-memory datasets: tensors loaded once, batches drawn by indexing.
+
+The batch of global step ``t`` is a pure function of ``(seed, t)``: epoch ``e = t // batches_per_epoch``
+is a fresh ``randperm`` seeded by ``(seed, e)``. A resumed run therefore continues with exactly the
+batches it would have seen, and under DDP rank ``r`` of ``w`` takes every ``w``-th row of each global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from lth.init import derived_seed
+
+Split = tuple[Tensor, Tensor]
+
+
+class ShuffledBatches:
+    """An endless stream of shuffled mini-batches of ``(x, y)``; ``position()`` gives (start step, rank, world)."""
+
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, seed: int, position: Callable[[], tuple[int, int, int]]
+    ) -> None:
+        if batch_size > len(x):
+            raise ValueError(f"train.batch_size={batch_size} exceeds the {len(x)} training examples")
+        self.x, self.y, self.batch_size, self.seed, self.position = x, y, batch_size, seed, position
+        self.batches_per_epoch = len(x) // batch_size
+
+    def permutation(self, epoch: int) -> Tensor:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "batches", epoch))
+        return torch.randperm(len(self.x), generator=generator)
+
+    def __iter__(self) -> Iterator[Split]:
+        step, rank, world = self.position()
+        epoch, index = divmod(step, self.batches_per_epoch)
+        while True:
+            perm = self.permutation(epoch)
+            for i in range(index, self.batches_per_epoch):
+                rows = perm[i * self.batch_size : (i + 1) * self.batch_size][rank::world]
+                yield self.x[rows], self.y[rows]
+            epoch, index = epoch + 1, 0
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Base class: subclasses implement ``load()`` returning the full train and the test split.
+
+    ``val_size`` examples are held out of the training split (a seeded permutation) for validation.
+    """
+
+    num_classes: int
+
+    def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.root, self.val_size, self.batch_size, self.seed = root, val_size, batch_size, seed
+        self.splits: dict[str, Split] = {}
+
+    def load(self) -> dict[str, Split]:
+        """Return ``{"train": (x, y), "test": (x, y)}``."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        loaded = self.load()
+        x, y = loaded["train"]
+        if not 0 < self.val_size < len(x):
+            raise ValueError(f"data.val_size={self.val_size} must be in (0, {len(x)})")
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val")))
+        val, train = order[: self.val_size], order[self.val_size :]
+        self.splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": loaded["test"]}
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        self.setup()
+        return tuple(self.splits["train"][0].shape[1:])
+
+    def split(self, name: str) -> Split:
+        self.setup()
+        return self.splits[name]
+
+    def _position(self) -> tuple[int, int, int]:
+        trainer = self.trainer
+        return (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
+
+    def train_dataloader(self) -> ShuffledBatches:
+        x, y = self.split("train")
+        return ShuffledBatches(x, y, self.batch_size, self.seed, self._position)
