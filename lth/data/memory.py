@@ -68,7 +68,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         x, y = loaded["train"]
         if not 0 < self.val_size < len(x):
             raise ValueError(f"data.val_size={self.val_size} must be in (0, {len(x)})")
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val")))
+        order = torch.randperm(
+            len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val"))
+        )
         val, train = order[: self.val_size], order[self.val_size :]
         self.splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": loaded["test"]}
 
