@@ -49,6 +49,9 @@ class LotteryState:
     records: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     status: str = "running"
+    loss_sum: Tensor | None = None  # training loss summed since the last evaluation
+    loss_count: int = 0
+    level_elapsed: float = 0.0  # wall seconds spent in the current level before the last (re)start
 
 
 def _finite_min_key(entry: Mapping[str, float]) -> float:
@@ -73,16 +76,17 @@ class PruningCallback(pl.Callback):
         self.plan, self.restart, self.fresh_state = plan, restart, fresh_state
         self.run_dir, self.save_weights = run_dir, save_weights
         self.state = LotteryState()
-        self._loss_sum: Tensor | None = None
-        self._loss_count = 0
-        self._level_started = time.perf_counter()
+        self._started = time.perf_counter()
 
     # --- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return dict(vars(self.state))
+        return vars(self.state) | {"level_elapsed": self._level_wall_s()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.state = LotteryState(**state_dict)
+
+    def _level_wall_s(self) -> float:
+        return self.state.level_elapsed + time.perf_counter() - self._started
 
     # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -90,7 +94,7 @@ class PruningCallback(pl.Callback):
             self.state.theta_0 = pl_module.network.model_state()
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
-        self._level_started = time.perf_counter()
+        self._started = time.perf_counter()
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
@@ -103,8 +107,8 @@ class PruningCallback(pl.Callback):
         network = pl_module.network
         network.apply_masks()
         loss = outputs["loss"].detach()
-        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-        self._loss_count += 1
+        self.state.loss_sum = loss if self.state.loss_sum is None else self.state.loss_sum + loss
+        self.state.loss_count += 1
         step = trainer.global_step - self.state.level * self.steps
         if self.state.level == 0 and step == self.restart.snapshot_step and self.state.snapshot is None:
             self.state.snapshot = network.model_state()
@@ -116,8 +120,8 @@ class PruningCallback(pl.Callback):
     # --- the lottery ---------------------------------------------------------------------------
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> float:
         """Evaluate on val and test, log, and return the mean training loss since the last eval."""
-        train_loss = (self._loss_sum / self._loss_count).item()
-        self._loss_sum, self._loss_count = None, 0
+        train_loss = (self.state.loss_sum / self.state.loss_count).item()
+        self.state.loss_sum, self.state.loss_count = None, 0
         entry = {"step": step, "train_loss": train_loss}
         for split in ("val", "test"):
             metrics = pl_module.evaluate(*trainer.datamodule.split(split))
@@ -147,7 +151,7 @@ class PruningCallback(pl.Callback):
             "test_acc_at_early_stop": best["test_acc"],
             "val_loss_at_early_stop": best["val_loss"],
             "steps": step,
-            "wall_s": round(time.perf_counter() - self._level_started, 3),
+            "wall_s": round(self._level_wall_s(), 3),
             "status": status,
         }
         state.records.append(record)
@@ -171,8 +175,8 @@ class PruningCallback(pl.Callback):
         network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
-        state.evals = []
-        self._level_started = time.perf_counter()
+        state.evals, state.level_elapsed = [], 0.0
+        self._started = time.perf_counter()
 
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -89,6 +90,8 @@ def check_config(cfg: DictConfig) -> None:
     ]
     if cfg.prune.get("output_rate") is not None:
         checks.append(("prune.output_rate", OPEN_UNIT))
+    if cfg.train.get("checkpoint_every") is not None:
+        checks.append(("train.checkpoint_every", _int_in(1)))
     if "momentum" in cfg.optim:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:
@@ -139,11 +142,22 @@ def precheck(argv: list[str]) -> str | None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for overrides in jobs:
             try:
-                cfg = compose("config", overrides=list(overrides))
+                cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
             except ConfigCompositionException as exc:
                 return _composition_error(exc, list(overrides))
             try:
                 check_config(cfg)
+                key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+                check_creatable(key, OmegaConf.select(cfg, key))
             except ConfigError as exc:
                 return str(exc)
     return None
+
+
+def check_creatable(key: str, path: str) -> None:
+    """``path`` exists as a writable directory, or its nearest existing ancestor is one."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        _fail(key, path, f"a directory lth can create and write ({existing} is not a writable directory)")

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor
 
+from lth.config import ConfigError
+
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` so readers see the old file or the whole new one."""
@@ -60,6 +62,27 @@ class RunDirectory:
     @property
     def done_file(self) -> Path:
         return self.path / "DONE"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def claim(self, yaml_text: str) -> None:
+        """Make sure the directory is writable and holds no job of another config."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.path, os.W_OK):
+                raise PermissionError(self.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"lth: invalid config: paths.output_dir={str(self.path)!r} is not writable ({exc})"
+            ) from None
+        config = self.path / "config.yaml"
+        if config.exists() and config.read_text() != yaml_text:
+            raise ConfigError(
+                f"lth: invalid config: paths.output_dir={str(self.path)!r} holds a job with another config; "
+                "rerun with that job's config to resume it, or choose a new hydra.run.dir / hydra.sweep.dir"
+            )
 
     def level_dir(self, level: int) -> Path:
         return self.path / "levels" / f"level_{level:02d}"

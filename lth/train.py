@@ -17,9 +17,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from lth.callbacks import PruningCallback, PruningPlan
+from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.config import ConfigError, check_config, check_exclude, precheck
 from lth.data import InMemoryDataModule
 from lth.init import Restart, derived_seed
@@ -92,10 +94,13 @@ def build_job(cfg: DictConfig) -> Job:
         **cfg.trainer,
         max_steps=(cfg.prune.levels + 1) * cfg.train.steps,
         logger=instantiate(cfg.logger) if cfg.logger else False,
-        callbacks=[callback],
+        callbacks=[
+            callback,
+            RotatingCheckpoint(run_dir.checkpoint_dir, cfg.train.steps, cfg.train.checkpoint_every),
+        ],
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        enable_checkpointing=False,
+        enable_checkpointing=True,  # with RotatingCheckpoint given, Lightning adds no ModelCheckpoint
         enable_model_summary=False,
         default_root_dir=cfg.paths.output_dir,
     )
@@ -103,10 +108,14 @@ def build_job(cfg: DictConfig) -> Job:
 
 
 def execute(job: Job) -> list[dict[str, Any]]:
-    """Train the lottery, write the job's files, and return its per-level records."""
-    job.run_dir.write_config(job.resolved_config)
+    """Train the lottery (resuming from the job's last good checkpoint), write its files, return its records."""
+    resume = resumable_checkpoint(job.run_dir.checkpoint_dir)
+    if resume:
+        log.info("lth: resuming from %s", resume)
+    if rank_zero_only.rank == 0:
+        job.run_dir.write_config(job.resolved_config)
     try:
-        job.trainer.fit(job.module, datamodule=job.datamodule)
+        job.trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
     finally:
         for logger in job.trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -114,6 +123,7 @@ def execute(job: Job) -> list[dict[str, Any]]:
     state = job.callback.state
     if job.trainer.is_global_zero and state.status != "running":
         job.run_dir.mark_done(state.status, len(state.records))
+        remove_checkpoints(job.run_dir.checkpoint_dir)
     for r in state.records:
         log.info(
             "level %d  weights %5.1f%%  test_acc %.4f  early-stop step %d (test_acc %.4f)  %s",
@@ -128,7 +138,13 @@ def execute(job: Job) -> list[dict[str, Any]]:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run one lottery job and return its per-level records."""
+    """Run one lottery job and return its per-level records; a finished job is not run again."""
+    check_config(cfg)
+    run_dir = RunDirectory(cfg.paths.output_dir)
+    run_dir.claim(OmegaConf.to_yaml(cfg, resolve=True))
+    if run_dir.done_file.exists():
+        log.info("lth: %s is already finished; nothing to do", run_dir.path)
+        return run_dir.read_records()
     return execute(build_job(cfg))
 
 

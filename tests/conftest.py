@@ -37,13 +37,22 @@ def make_cfg(tmp_path: Path, data_root: Path) -> Callable[..., DictConfig]:
 
 
 @pytest.fixture
-def lth_cli(tmp_path: Path, data_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -m lth.train`` in a subprocess from tmp_path, offline, with a private HOME."""
+def cli_env(tmp_path: Path, data_root: Path) -> dict[str, str]:
+    """Environment for ``python -m lth.train`` subprocesses: offline, private HOME, shared data cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return env | {"HOME": str(tmp_path / "home"), "LTH_DATA_ROOT": str(data_root), "WANDB_SILENT": "true"}
+
+
+LTH_TRAIN = [sys.executable, "-m", "lth.train"]
+
+
+@pytest.fixture
+def lth_cli(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python -m lth.train`` in a subprocess from tmp_path and wait for it."""
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-        env |= {"HOME": str(tmp_path / "home"), "LTH_DATA_ROOT": str(data_root), "WANDB_SILENT": "true"}
-        cmd = [sys.executable, "-m", "lth.train", *args]
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*LTH_TRAIN, *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=timeout
+        )
 
     return run

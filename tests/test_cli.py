@@ -97,3 +97,14 @@ def test_bad_input_exits_2_before_any_output(lth_cli, tmp_path: Path, args: list
     assert len(errors) == 1, proc.stderr
     assert not list(tmp_path.rglob("results.jsonl")) and not list(tmp_path.rglob("DONE"))
     assert not (tmp_path / "sweep").exists()
+
+
+def test_an_output_dir_that_cannot_be_created_is_refused_before_running(lth_cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = lth_cli(f"hydra.run.dir={blocker}/run")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"lth: invalid config: hydra.run.dir='{blocker}/run'; allowed: a directory lth can create and write "
+        f"({blocker} is not a writable directory)"
+    ]
