@@ -59,6 +59,18 @@ def _finite_min_key(entry: Mapping[str, float]) -> float:
     return loss if math.isfinite(loss) else math.inf
 
 
+def _assert_same_on_all_ranks(trainer: pl.Trainer, tensors: Mapping[str, Tensor]) -> None:
+    """Under DDP every rank computes the masks itself; they must equal rank zero's."""
+    if trainer.world_size == 1:
+        return
+    reference = trainer.strategy.broadcast({k: v.cpu() for k, v in tensors.items()}, src=0)
+    differing = [k for k, v in tensors.items() if not torch.equal(v.cpu(), reference[k])]
+    if differing:
+        raise RuntimeError(
+            f"lth: rank {trainer.global_rank} computed other masks than rank 0 for {differing}"
+        )
+
+
 class PruningCallback(pl.Callback):
     def __init__(
         self,
@@ -120,7 +132,8 @@ class PruningCallback(pl.Callback):
     # --- the lottery ---------------------------------------------------------------------------
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> float:
         """Evaluate on val and test, log, and return the mean training loss since the last eval."""
-        train_loss = (self.state.loss_sum / self.state.loss_count).item()
+        mean_loss = self.state.loss_sum / self.state.loss_count
+        train_loss = trainer.strategy.reduce(mean_loss, reduce_op="mean").item()  # global batch under DDP
         self.state.loss_sum, self.state.loss_count = None, 0
         entry = {"step": step, "train_loss": train_loss}
         for split in ("val", "test"):
@@ -171,7 +184,9 @@ class PruningCallback(pl.Callback):
         previous = network.mask_dict()
         pruned = self.plan.next_masks(previous, state.theta_0, network.weights())
         state.level += 1
-        network.set_masks(self.restart.masks(pruned, previous, state.level))
+        masks = self.restart.masks(pruned, previous, state.level)
+        _assert_same_on_all_ranks(trainer, masks)
+        network.set_masks(masks)
         network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))
         for optimizer in trainer.optimizers:
             optimizer.state.clear()

@@ -121,7 +121,9 @@ def execute(job: Job) -> list[dict[str, Any]]:
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()
     state = job.callback.state
-    if job.trainer.is_global_zero and state.status != "running":
+    if not job.trainer.is_global_zero:
+        return state.records
+    if state.status != "running":
         job.run_dir.mark_done(state.status, len(state.records))
         remove_checkpoints(job.run_dir.checkpoint_dir)
     for r in state.records:

@@ -1,0 +1,38 @@
+"""DDP on CPU (gloo, 2 processes) in a subprocess: same lottery as one process, rank zero writes alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lth.results import RunDirectory
+
+JOB = [
+    "train.steps=30",
+    "train.eval_every=10",
+    "train.batch_size=64",
+    "prune.levels=2",
+    "logger=none",
+    "trainer.accelerator=cpu",
+]
+
+
+def test_ddp_on_two_cpu_processes_matches_the_single_process_run(lth_cli, tmp_path: Path) -> None:
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert lth_cli(*JOB, f"hydra.run.dir={single}").returncode == 0
+    proc = lth_cli(*JOB, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={ddp}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting with 2 processes" in proc.stderr + proc.stdout
+    # rank 0 alone writes the job's files (rank 1 keeps only Hydra's log of its own)
+    assert sorted(p.name for p in ddp.glob("*.jsonl")) == ["results.jsonl"]
+    assert json.loads((ddp / "DONE").read_text()) == {"status": "complete", "levels": 3}
+    one, two = RunDirectory(single), RunDirectory(ddp)
+    for a, b in zip(one.read_records(), two.read_records(), strict=True):
+        assert b["layers"] == a["layers"] and b["early_stop_step"] == a["early_stop_step"]
+        for key in ("test_acc", "test_loss", "val_loss", "train_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-4), key
+        masks_a, masks_b = one.load_masks(a["level"]), two.load_masks(a["level"])
+        for name, mask in masks_a.items():
+            assert (mask == masks_b[name]).float().mean().item() >= 0.999, name
