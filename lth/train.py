@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
@@ -103,6 +104,8 @@ def build_job(cfg: DictConfig) -> Job:
         enable_checkpointing=True,  # with RotatingCheckpoint given, Lightning adds no ModelCheckpoint
         enable_model_summary=False,
         default_root_dir=cfg.paths.output_dir,
+        # under SLURM, submitit's SIGUSR2 handler requeues the job; Lightning's SIGUSR1 requeue stays off
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
     return Job(trainer, module, datamodule, callback, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
 
