@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lth.init import Restart, State
+from lth.init import Restart, State, derived_seed
 from lth.pruning import prune_masks, score
 from lth.results import RunDirectory
 
@@ -32,11 +32,15 @@ class PruningPlan:
     scope: str
     base_rate: float
     rates: Mapping[str, float]
+    seed: int = 0
 
-    def next_masks(self, masks: Mapping[str, Tensor], w_init: State, w_final: State) -> dict[str, Tensor]:
-        return prune_masks(
-            score(self.criterion, w_init, w_final), masks, self.rates, self.scope, self.base_rate
-        )
+    def next_masks(
+        self, masks: Mapping[str, Tensor], w_init: State, w_final: State, level: int
+    ) -> dict[str, Tensor]:
+        """Masks after the pruning event that ends ``level`` (ties broken by a per-level seed)."""
+        scores = score(self.criterion, w_init, w_final)
+        ties = derived_seed(self.seed, "ties", level)
+        return prune_masks(scores, masks, self.rates, self.scope, self.base_rate, ties)
 
 
 @dataclass
@@ -165,7 +169,7 @@ class PruningCallback(pl.Callback):
     def _next_level(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         network, state = pl_module.network, self.state
         previous = network.mask_dict()
-        pruned = self.plan.next_masks(previous, state.theta_0, network.weights())
+        pruned = self.plan.next_masks(previous, state.theta_0, network.weights(), state.level)
         state.level += 1
         network.set_masks(self.restart.masks(pruned, previous, state.level))
         network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))

@@ -81,7 +81,11 @@ def build_job(cfg: DictConfig) -> Job:
         steps=cfg.train.steps,
         eval_every=cfg.train.eval_every,
         plan=PruningPlan(
-            cfg.prune.criterion, cfg.prune.scope, cfg.prune.rate, tensor_rates(cfg, model, prunable)
+            cfg.prune.criterion,
+            cfg.prune.scope,
+            cfg.prune.rate,
+            tensor_rates(cfg, model, prunable),
+            cfg.seed,
         ),
         restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0)),
         fresh_state=lambda seed: build_model(seed).state_dict(),

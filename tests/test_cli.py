@@ -63,6 +63,7 @@ BAD_INPUT = [
     (["model=vgg99"], "model=vgg99", "lenet300_100, mlp"),
     (["init=rewind", "init.rewind_step=500", "train.steps=100"], "init.rewind_step=500", "[0, 100]"),
     (["prune.scope=globl"], "prune.scope='globl'", "global, layer"),
+    (["prune.criterion=movment"], "prune.criterion='movment'", "large_init_large_final, magnitude"),
     (["prune.rat=0.3"], "prune.rat", "rate"),
     (["prune.exclude=[fc9.weight]"], "prune.exclude='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),
