@@ -92,6 +92,8 @@ class PruningCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state.theta_0 is None:
             self.state.theta_0 = pl_module.network.model_state()
+        if self.restart.pruned_weights == "frozen_init":
+            pl_module.network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
         self._level_started = time.perf_counter()
@@ -171,8 +173,9 @@ class PruningCallback(pl.Callback):
         previous = network.mask_dict()
         pruned = self.plan.next_masks(previous, state.theta_0, network.weights(), state.level)
         state.level += 1
-        network.set_masks(self.restart.masks(pruned, previous, state.level))
-        network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))
+        masks = self.restart.masks(pruned, previous, state.level)
+        network.set_masks(masks)
+        network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, masks, state.level))
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         state.evals = []

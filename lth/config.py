@@ -19,7 +19,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.init import STRATEGIES
+from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
 from lth.pruning import CRITERIA, SCOPES
@@ -81,6 +81,7 @@ def check_config(cfg: DictConfig) -> None:
         ("prune.criterion", _one_of(CRITERIA)),
         ("prune.exclude", ((lambda v: isinstance(v, ListConfig)), "a list of tensor names")),
         ("init.name", _one_of(STRATEGIES)),
+        ("init.pruned_weights", _one_of(PRUNED_WEIGHTS)),
         ("optim.name", _one_of(OPTIMIZERS)),
         ("optim.lr", POSITIVE),
         ("optim.weight_decay", NON_NEGATIVE),

@@ -87,7 +87,7 @@ def build_job(cfg: DictConfig) -> Job:
             tensor_rates(cfg, model, prunable),
             cfg.seed,
         ),
-        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0)),
+        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
         fresh_state=lambda seed: build_model(seed).state_dict(),
         run_dir=run_dir,
         save_weights=cfg.results.save_weights,
