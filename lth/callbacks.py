@@ -140,6 +140,8 @@ class PruningCallback(pl.Callback):
         network, state = pl_module.network, self.state
         best = min(state.evals, key=_finite_min_key)
         last = state.evals[-1]
+        with network.holding(state.theta_0):  # the supermask: this level's mask on theta_0, untrained
+            supermask = pl_module.evaluate(*trainer.datamodule.split("test"))
         record = {
             "level": state.level,
             "weights_remaining": network.remaining_total(),
@@ -152,6 +154,7 @@ class PruningCallback(pl.Callback):
             "early_stop_step": best["step"],
             "test_acc_at_early_stop": best["test_acc"],
             "val_loss_at_early_stop": best["val_loss"],
+            "supermask_test_acc": supermask["acc"],
             "steps": step,
             "wall_s": round(time.perf_counter() - self._level_started, 3),
             "status": status,
