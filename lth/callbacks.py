@@ -4,7 +4,9 @@ One ``fit`` spans all levels: level ``L`` trains global steps ``(L*steps, (L+1)*
 of a level the callback records its metrics, prunes (criterion + scope), restarts the survivors
 (``lth.init.Restart``) and clears the optimizer state, so the next level starts from a fresh
 optimizer (the LR schedule is per level by construction, see ``lth.module``). Its state (level,
-theta_0, the rewind snapshot, records) is part of every Lightning checkpoint.
+theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
+(SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at theta_0, computed
+once before the first step.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lth.init import Restart, State, derived_seed
 from lth.pruning import prune_masks, score
 from lth.results import RunDirectory
+from lth.saliency import prune_at_init
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class PruningPlan:
     base_rate: float
     rates: Mapping[str, float]
     seed: int = 0
+    at_init: str | None = None
+    iterations: int = 1
+    batches: int = 1
 
     def next_masks(
         self, masks: Mapping[str, Tensor], w_init: State, w_final: State, level: int
@@ -41,6 +48,16 @@ class PruningPlan:
         scores = score(self.criterion, w_init, w_final)
         ties = derived_seed(self.seed, "ties", level)
         return prune_masks(scores, masks, self.rates, self.scope, self.base_rate, ties)
+
+    def masks_at_init(
+        self, model: nn.Module, masks: Mapping[str, Tensor], data: tuple[Tensor, Tensor]
+    ) -> dict[str, Tensor]:
+        """Masks from ``at_init``'s saliency at theta_0 (pruning before any training)."""
+        assert self.at_init is not None
+        seeds = partial(derived_seed, self.seed, "at_init")
+        return prune_at_init(
+            self.at_init, model, masks, data, self.rates, self.scope, self.base_rate, seeds, self.iterations
+        )
 
 
 @dataclass
@@ -90,10 +107,14 @@ class PruningCallback(pl.Callback):
 
     # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        network = pl_module.network
         if self.state.theta_0 is None:
-            self.state.theta_0 = pl_module.network.model_state()
+            self.state.theta_0 = network.model_state()
+            if self.plan.at_init is not None:
+                data = self.scoring_data(trainer, pl_module)
+                network.set_masks(self.plan.masks_at_init(network.model, network.mask_dict(), data))
         if self.restart.pruned_weights == "frozen_init":
-            pl_module.network.hold_pruned_at(self.state.theta_0)
+            network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
         self._level_started = time.perf_counter()
@@ -120,6 +141,15 @@ class PruningCallback(pl.Callback):
                 self._finish_level(trainer, pl_module, step, "diverged" if diverged else "ok")
 
     # --- the lottery ---------------------------------------------------------------------------
+    def scoring_data(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor]:
+        """``plan.batches`` batches of training examples (a seeded draw) for saliency at init."""
+        x, y = trainer.datamodule.split("train")
+        generator = torch.Generator().manual_seed(derived_seed(self.plan.seed, "at_init_data"))
+        rows = torch.randperm(len(x), generator=generator)[
+            : self.plan.batches * trainer.datamodule.batch_size
+        ]
+        return x[rows].to(pl_module.device), y[rows].to(pl_module.device)
+
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> float:
         """Evaluate on val and test, log, and return the mean training loss since the last eval."""
         train_loss = (self._loss_sum / self._loss_count).item()

@@ -23,6 +23,7 @@ from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
 from lth.pruning import CRITERIA, SCOPES
+from lth.saliency import SALIENCIES
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -90,6 +91,15 @@ def check_config(cfg: DictConfig) -> None:
     ]
     if cfg.prune.get("output_rate") is not None:
         checks.append(("prune.output_rate", OPEN_UNIT))
+    at_init = cfg.prune.get("at_init")
+    if at_init is not None:
+        checks.append(
+            ("prune.at_init", ((lambda v: v in SALIENCIES), "null or one of " + ", ".join(SALIENCIES)))
+        )
+    if at_init == "synflow":
+        checks.append(("prune.iterations", _int_in(1)))
+    if at_init in ("snip", "grasp"):
+        checks.append(("prune.batches", _int_in(1)))
     if "momentum" in cfg.optim:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:
