@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lth.init import Restart, State, derived_seed
-from lth.pruning import prune_masks, score
+from lth.pruning import prune_masks, score, structure_masks
 from lth.results import RunDirectory
 from lth.saliency import prune_at_init
 
@@ -40,13 +40,18 @@ class PruningPlan:
     at_init: str | None = None
     iterations: int = 1
     batches: int = 1
+    structure: str = "unstructured"
+    norm: int = 1
+    units_of: tuple[str, ...] = ()
 
     def next_masks(
         self, masks: Mapping[str, Tensor], w_init: State, w_final: State, level: int
     ) -> dict[str, Tensor]:
         """Masks after the pruning event that ends ``level`` (ties broken by a per-level seed)."""
-        scores = score(self.criterion, w_init, w_final)
         ties = derived_seed(self.seed, "ties", level)
+        if self.structure != "unstructured":
+            return structure_masks(w_final, masks, self.rates, self.norm, self.units_of, ties)
+        scores = score(self.criterion, w_init, w_final)
         return prune_masks(scores, masks, self.rates, self.scope, self.base_rate, ties)
 
     def masks_at_init(

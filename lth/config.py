@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
-from lth.pruning import CRITERIA, SCOPES
+from lth.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
 from lth.saliency import SALIENCIES
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -80,6 +80,8 @@ def check_config(cfg: DictConfig) -> None:
         ("prune.rate", OPEN_UNIT),
         ("prune.scope", _one_of(SCOPES)),
         ("prune.criterion", _one_of(CRITERIA)),
+        ("prune.structure", _one_of(STRUCTURES)),
+        ("prune.norm", ((lambda v: v in NORMS), "one of 1, 2")),
         ("prune.exclude", ((lambda v: isinstance(v, ListConfig)), "a list of tensor names")),
         ("init.name", _one_of(STRATEGIES)),
         ("init.pruned_weights", _one_of(PRUNED_WEIGHTS)),
@@ -100,6 +102,13 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("prune.iterations", _int_in(1)))
     if at_init in ("snip", "grasp"):
         checks.append(("prune.batches", _int_in(1)))
+    if cfg.prune.get("structure", "unstructured") != "unstructured":  # structured: layer-wise weight norms
+        checks += [
+            ("prune.scope", _one_of(["layer"])),
+            ("prune.criterion", _one_of(STRUCTURED_CRITERIA)),
+            ("prune.at_init", ((lambda v: v is None), "null")),
+            ("init.name", _one_of(set(STRATEGIES) - {"random_prune"})),
+        ]
     if "momentum" in cfg.optim:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:

@@ -20,10 +20,17 @@ target count; weights exactly at ``q`` are split by the tie permutation so the c
 Scopes: ``layer`` prunes each tensor at its own rate; ``global`` pools every tensor pruned at the
 base rate and ranks them together, while tensors with a rate of their own (the output layer) are
 still pruned layer by layer.
+
+Structured pruning (``structure_masks``; Li et al. 2017) removes whole output units, the slices along
+dim 0: a Linear's neurons (rows), a Conv's filters. Each event removes ``round(rate * alive units)``
+units of a tensor with the smallest L``p`` norm of their weights (the rule of
+``torch.nn.utils.prune.ln_structured``), and masks what depends on them: the input columns (channels)
+of the next prunable tensor when its dim 1 matches (sequential models).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -55,6 +62,9 @@ CRITERIA: dict[str, Criterion] = {
     "small_init_small_final": lambda w_init, w_final: (-w_init.abs(), -w_final.abs()),
 }
 SCOPES = ("layer", "global")
+STRUCTURES = ("unstructured", "neuron", "filter")
+STRUCTURED_CRITERIA = ("magnitude", "large_final")
+NORMS = (1, 2)
 
 
 def prune_count(alive: int, rate: float) -> int:
@@ -123,6 +133,31 @@ def prune_masks(
         for name, part in zip(pooled, kept.split([masks[n].numel() for n in pooled]), strict=True):
             new[name] = part.view_as(masks[name])
     return {name: new[name] for name in masks}
+
+
+def structure_masks(
+    weights: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    rates: Mapping[str, float],
+    norm: int,
+    units_of: Sequence[str],
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """New masks after one structured event: the units of each tensor in ``units_of`` at its rate,
+    then, along ``masks``' order, the columns that read a removed unit."""
+    generator = torch.Generator().manual_seed(seed)
+    new = dict(masks)
+    for name in units_of:
+        mask = masks[name]
+        norms = (weights[name] * mask).flatten(1).norm(p=norm, dim=1)
+        alive = mask.flatten(1).any(dim=1)
+        kept = _drop_lowest((norms,), alive, prune_count(int(alive.sum()), rates[name]), generator)
+        new[name] = mask & kept.view(-1, *[1] * (mask.dim() - 1))
+    for upstream, downstream in itertools.pairwise(masks):
+        feeds = new[upstream].flatten(1).any(dim=1)
+        if new[downstream].dim() > 1 and new[downstream].shape[1] == len(feeds):
+            new[downstream] = new[downstream] & feeds.view(1, -1, *[1] * (new[downstream].dim() - 2))
+    return new
 
 
 def score(criterion: str, w_init: Mapping[str, Tensor], w_final: Mapping[str, Tensor]) -> dict[str, Scores]:

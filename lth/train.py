@@ -50,6 +50,14 @@ def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict
     return {name: output_rate if name == output else cfg.prune.rate for name in prunable}
 
 
+def unit_tensors(structure: str, model: nn.Module, prunable: list[str]) -> tuple[str, ...]:
+    """Tensors structured pruning removes units from: hidden Linear weights (``neuron``) or Conv
+    weights (``filter``); never the output layer, whose units are the classes."""
+    output = prunable_weight_names(model)[-1]
+    linear = structure == "neuron"
+    return tuple(n for n in prunable if n != output and (model.get_parameter(n).dim() == 2) == linear)
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
@@ -89,6 +97,9 @@ def build_job(cfg: DictConfig) -> Job:
             cfg.prune.get("at_init"),
             cfg.prune.get("iterations", 1),
             cfg.prune.get("batches", 1),
+            cfg.prune.structure,
+            cfg.prune.norm,
+            unit_tensors(cfg.prune.structure, model, prunable),
         ),
         restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
         fresh_state=lambda seed: build_model(seed).state_dict(),
