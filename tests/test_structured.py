@@ -47,8 +47,9 @@ def test_removed_units_mask_the_columns_that_read_them() -> None:
     assert int(new["b"].sum()) == 16  # its own rows untouched
 
 
-def test_neuron_pruning_end_to_end(make_cfg: Callable[..., DictConfig]) -> None:
-    cfg = make_cfg("prune.structure=neuron", "prune.rate=0.5", "prune.norm=2")
+def test_neuron_pruning_retrained_from_scratch_end_to_end(make_cfg: Callable[..., DictConfig]) -> None:
+    cfg = make_cfg("prune.structure=neuron", "prune.rate=0.5", "prune.norm=2", "init=scratch")
+    assert cfg.init.name == "reinit"  # Scratch-E: fresh init of the pruned architecture, same steps
     records = execute(job := build_job(cfg))
     # fc1 100x40, fc2 100x100, fc3 (output) 10x100: 50 then 25 hidden units left per layer
     assert [r["weights_remaining"] for r in records] == [1.0, 5000 / 15000, 1875 / 15000]
