@@ -109,6 +109,12 @@ def check_config(cfg: DictConfig) -> None:
             ("prune.at_init", ((lambda v: v is None), "null")),
             ("init.name", _one_of(set(STRATEGIES) - {"random_prune"})),
         ]
+    if cfg.prune.get("learned"):  # one run that trains the scores of frozen weights
+        checks += [
+            ("prune.levels", _int_in(0, 0)),
+            ("prune.at_init", ((lambda v: v is None), "null")),
+            ("prune.structure", _one_of(["unstructured"])),
+        ]
     if "momentum" in cfg.optim:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:

@@ -26,6 +26,7 @@ from lth.init import Restart, derived_seed
 from lth.masks import MaskedNetwork, prunable_weight_names
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
+from lth.supermask import LearnedSupermask
 
 log = logging.getLogger("lth")
 
@@ -81,7 +82,7 @@ def build_job(cfg: DictConfig) -> Job:
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    network = MaskedNetwork(model, prunable)
+    network = (LearnedSupermask if cfg.prune.get("learned") else MaskedNetwork)(model, prunable)
     module = ClassificationModule(network, datamodule.num_classes, cfg.optim, cfg.train.steps)
     run_dir = RunDirectory(cfg.paths.output_dir)
     callback = PruningCallback(
