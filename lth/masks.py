@@ -17,7 +17,7 @@ from torch import Tensor, nn
 PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _buffer_name(tensor_name: str) -> str:
+def buffer_name(tensor_name: str) -> str:
     return tensor_name.replace(".", "__")
 
 
@@ -38,14 +38,14 @@ class MaskedNetwork(nn.Module):
         params = dict(model.named_parameters())
         self.prunable: list[str] = list(prunable)
         for name in self.prunable:
-            self.masks.register_buffer(_buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
+            self.masks.register_buffer(buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
         self.frozen: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def mask(self, name: str) -> Tensor:
-        return getattr(self.masks, _buffer_name(name))
+        return getattr(self.masks, buffer_name(name))
 
     def mask_dict(self) -> dict[str, Tensor]:
         """Copies of the current masks, keyed by tensor name."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from lth.masks import MaskedNetwork, _buffer_name
+from lth.masks import MaskedNetwork, buffer_name
 
 
 class LearnedSupermask(MaskedNetwork):
@@ -22,11 +22,11 @@ class LearnedSupermask(MaskedNetwork):
         super().__init__(model, prunable)
         model.requires_grad_(False)
         self.scores = nn.ParameterDict(
-            {_buffer_name(n): nn.Parameter(torch.zeros_like(self.weight(n))) for n in self.prunable}
+            {buffer_name(n): nn.Parameter(torch.zeros_like(self.weight(n))) for n in self.prunable}
         )
 
     def score(self, name: str) -> nn.Parameter:
-        return self.scores[_buffer_name(name)]
+        return self.scores[buffer_name(name)]
 
     def forward(self, x: Tensor) -> Tensor:
         masked = {}
