@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lth.init import derived_seed
 from lth.pruning import CRITERIA, prune_masks, score
+from lth.train import build_job, execute
 
 # Six weights; ranks (ascending) of |w_init| = [5, 4, 0, 3, 2, 1], of |w_final| = [4, 0, 5, 3, 2, 1].
 # Signs agree at positions 0, 3, 4 and differ at 1, 2, 5.
@@ -110,3 +112,20 @@ def test_random_criterion_is_seeded_uniform_and_counts_exactly(scope: str) -> No
     assert not torch.equal(first["a"], draw(1)["a"])
     # not positional: the first and the last rows keep about half each
     assert 0.3 < first["a"][:5].float().mean() < 0.7 and 0.3 < first["a"][-5:].float().mean() < 0.7
+
+
+def test_the_lottery_scores_w_init_as_theta_0_even_when_rewinding(make_cfg) -> None:
+    cfg = make_cfg(
+        "prune.criterion=large_init_large_final", "prune.scope=global", "init=rewind", "init.rewind_step=5"
+    )
+    job = build_job(cfg)
+    execute(job)
+    theta_0 = job.callback.state.theta_0
+    plan = job.callback.plan
+    for level in (0, 1):
+        w_final = torch.load(job.run_dir.level_dir(level) / "weights.pt", weights_only=True)
+        scores = score("large_init_large_final", theta_0, w_final)
+        ties = derived_seed(cfg.seed, "ties", level)
+        expected = prune_masks(scores, job.run_dir.load_masks(level), plan.rates, "global", 0.2, ties)
+        masks = job.run_dir.load_masks(level + 1)
+        assert all(torch.equal(masks[n], expected[n]) for n in masks), level
