@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from lth.init import derived_seed
 from lth.pruning import CRITERIA, prune_masks, score
@@ -114,7 +117,9 @@ def test_random_criterion_is_seeded_uniform_and_counts_exactly(scope: str) -> No
     assert 0.3 < first["a"][:5].float().mean() < 0.7 and 0.3 < first["a"][-5:].float().mean() < 0.7
 
 
-def test_the_lottery_scores_w_init_as_theta_0_even_when_rewinding(make_cfg) -> None:
+def test_the_lottery_scores_w_init_as_theta_0_even_when_rewinding(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
     cfg = make_cfg(
         "prune.criterion=large_init_large_final", "prune.scope=global", "init=rewind", "init.rewind_step=5"
     )
