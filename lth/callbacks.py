@@ -4,7 +4,9 @@ One ``fit`` spans all levels: level ``L`` trains global steps ``(L*steps, (L+1)*
 of a level the callback records its metrics, prunes (criterion + scope), restarts the survivors
 (``lth.init.Restart``) and clears the optimizer state, so the next level starts from a fresh
 optimizer (the LR schedule is per level by construction, see ``lth.module``). Its state (level,
-theta_0, the rewind snapshot, records) is part of every Lightning checkpoint.
+theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
+(SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at theta_0, computed
+once before the first step.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from lth.init import Restart, State
-from lth.pruning import prune_masks, score
+from lth.init import Restart, State, derived_seed
+from lth.pruning import prune_masks, score, structure_masks
 from lth.results import RunDirectory
+from lth.saliency import prune_at_init
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,32 @@ class PruningPlan:
     scope: str
     base_rate: float
     rates: Mapping[str, float]
+    seed: int = 0
+    at_init: str | None = None
+    iterations: int = 1
+    batches: int = 1
+    structure: str = "unstructured"
+    norm: int = 1
+    units_of: tuple[str, ...] = ()
 
-    def next_masks(self, masks: Mapping[str, Tensor], w_init: State, w_final: State) -> dict[str, Tensor]:
-        return prune_masks(
-            score(self.criterion, w_init, w_final), masks, self.rates, self.scope, self.base_rate
+    def next_masks(
+        self, masks: Mapping[str, Tensor], w_init: State, w_final: State, level: int
+    ) -> dict[str, Tensor]:
+        """Masks after the pruning event that ends ``level`` (ties broken by a per-level seed)."""
+        ties = derived_seed(self.seed, "ties", level)
+        if self.structure != "unstructured":
+            return structure_masks(w_final, masks, self.rates, self.norm, self.units_of, ties)
+        scores = score(self.criterion, w_init, w_final)
+        return prune_masks(scores, masks, self.rates, self.scope, self.base_rate, ties)
+
+    def masks_at_init(
+        self, model: nn.Module, masks: Mapping[str, Tensor], data: tuple[Tensor, Tensor]
+    ) -> dict[str, Tensor]:
+        """Masks from ``at_init``'s saliency at theta_0 (pruning before any training)."""
+        assert self.at_init is not None
+        seeds = partial(derived_seed, self.seed, "at_init")
+        return prune_at_init(
+            self.at_init, model, masks, data, self.rates, self.scope, self.base_rate, seeds, self.iterations
         )
 
 
@@ -102,8 +128,16 @@ class PruningCallback(pl.Callback):
 
     # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        network = pl_module.network
         if self.state.theta_0 is None:
-            self.state.theta_0 = pl_module.network.model_state()
+            self.state.theta_0 = network.model_state()
+            if self.plan.at_init is not None:
+                data = self.scoring_data(trainer, pl_module)
+                masks = self.plan.masks_at_init(network.model, network.mask_dict(), data)
+                _assert_same_on_all_ranks(trainer, masks)
+                network.set_masks(masks)
+        if self.restart.pruned_weights == "frozen_init":
+            network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
         self._started = time.perf_counter()
@@ -130,6 +164,15 @@ class PruningCallback(pl.Callback):
                 self._finish_level(trainer, pl_module, step, "diverged" if diverged else "ok")
 
     # --- the lottery ---------------------------------------------------------------------------
+    def scoring_data(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor]:
+        """``plan.batches`` batches of training examples (a seeded draw) for saliency at init."""
+        x, y = trainer.datamodule.split("train")
+        generator = torch.Generator().manual_seed(derived_seed(self.plan.seed, "at_init_data"))
+        rows = torch.randperm(len(x), generator=generator)[
+            : self.plan.batches * trainer.datamodule.batch_size
+        ]
+        return x[rows].to(pl_module.device), y[rows].to(pl_module.device)
+
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> float:
         """Evaluate on val and test, log, and return the mean training loss since the last eval."""
         mean_loss = self.state.loss_sum / self.state.loss_count
@@ -151,6 +194,8 @@ class PruningCallback(pl.Callback):
         network, state = pl_module.network, self.state
         best = min(state.evals, key=_finite_min_key)
         last = state.evals[-1]
+        with network.holding(state.theta_0):  # the supermask: this level's mask on theta_0, untrained
+            supermask = pl_module.evaluate(*trainer.datamodule.split("test"))
         record = {
             "level": state.level,
             "weights_remaining": network.remaining_total(),
@@ -163,6 +208,7 @@ class PruningCallback(pl.Callback):
             "early_stop_step": best["step"],
             "test_acc_at_early_stop": best["test_acc"],
             "val_loss_at_early_stop": best["val_loss"],
+            "supermask_test_acc": supermask["acc"],
             "steps": step,
             "wall_s": round(self._level_wall_s(), 3),
             "status": status,
@@ -182,12 +228,12 @@ class PruningCallback(pl.Callback):
     def _next_level(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         network, state = pl_module.network, self.state
         previous = network.mask_dict()
-        pruned = self.plan.next_masks(previous, state.theta_0, network.weights())
+        pruned = self.plan.next_masks(previous, state.theta_0, network.weights(), state.level)
         state.level += 1
         masks = self.restart.masks(pruned, previous, state.level)
         _assert_same_on_all_ranks(trainer, masks)
         network.set_masks(masks)
-        network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, state.level))
+        network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, masks, state.level))
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         state.evals, state.level_elapsed = [], 0.0

@@ -20,10 +20,11 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.init import STRATEGIES
+from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
-from lth.pruning import CRITERIA, SCOPES
+from lth.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
+from lth.saliency import SALIENCIES
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -80,8 +81,11 @@ def check_config(cfg: DictConfig) -> None:
         ("prune.rate", OPEN_UNIT),
         ("prune.scope", _one_of(SCOPES)),
         ("prune.criterion", _one_of(CRITERIA)),
+        ("prune.structure", _one_of(STRUCTURES)),
+        ("prune.norm", ((lambda v: v in NORMS), "one of 1, 2")),
         ("prune.exclude", ((lambda v: isinstance(v, ListConfig)), "a list of tensor names")),
         ("init.name", _one_of(STRATEGIES)),
+        ("init.pruned_weights", _one_of(PRUNED_WEIGHTS)),
         ("optim.name", _one_of(OPTIMIZERS)),
         ("optim.lr", POSITIVE),
         ("optim.weight_decay", NON_NEGATIVE),
@@ -92,6 +96,28 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("prune.output_rate", OPEN_UNIT))
     if cfg.train.get("checkpoint_every") is not None:
         checks.append(("train.checkpoint_every", _int_in(1)))
+    at_init = cfg.prune.get("at_init")
+    if at_init is not None:
+        checks.append(
+            ("prune.at_init", ((lambda v: v in SALIENCIES), "null or one of " + ", ".join(SALIENCIES)))
+        )
+    if at_init == "synflow":
+        checks.append(("prune.iterations", _int_in(1)))
+    if at_init in ("snip", "grasp"):
+        checks.append(("prune.batches", _int_in(1)))
+    if cfg.prune.get("structure", "unstructured") != "unstructured":  # structured: layer-wise weight norms
+        checks += [
+            ("prune.scope", _one_of(["layer"])),
+            ("prune.criterion", _one_of(STRUCTURED_CRITERIA)),
+            ("prune.at_init", ((lambda v: v is None), "null")),
+            ("init.name", _one_of(set(STRATEGIES) - {"random_prune"})),
+        ]
+    if cfg.prune.get("learned"):  # one run that trains the scores of frozen weights
+        checks += [
+            ("prune.levels", _int_in(0, 0)),
+            ("prune.at_init", ((lambda v: v is None), "null")),
+            ("prune.structure", _one_of(["unstructured"])),
+        ]
     if "momentum" in cfg.optim:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:

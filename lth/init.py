@@ -5,6 +5,14 @@
 - ``reinit``: keep the mask, draw fresh weights from the same initialiser (a new seed per level).
 - ``random_prune``: replace the mask by a random one with the same per-tensor survivor counts,
   nested in the previous mask, and reset to theta_0.
+- Zhou et al. 2019, applied to each prunable tensor (other tensors as ``winning_ticket``, or as
+  ``reinit`` for ``signed_reinit``); a new permutation / draw per level:
+  ``reshuffle`` (theta_0's kept values permuted among the kept positions), ``signed_constant``
+  (``sign(theta_0) * std(theta_0)``, the std of the whole tensor at init), ``signed_reinit``
+  (fresh magnitudes, theta_0's signs) and ``signed_reshuffle`` (reshuffled magnitudes, theta_0's signs).
+
+Pruned weights are zero, or with ``pruned_weights: frozen_init`` held at their theta_0 value
+(``lth.masks.MaskedNetwork.frozen``).
 """
 
 from __future__ import annotations
@@ -18,9 +26,28 @@ from torch import Tensor
 
 from lth.pruning import random_masks_like
 
-STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune")
-
 State = dict[str, Tensor]
+WeightRule = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
+"""(theta_0 of a tensor, a fresh draw of it, its mask, generator) -> the tensor's restart values."""
+
+
+def _reshuffle(w_0: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
+    """``w_0`` with its values at the kept positions randomly permuted among those positions."""
+    out = w_0.clone()
+    kept = w_0[mask]
+    out[mask] = kept[torch.randperm(kept.numel(), generator=generator).to(kept.device)]
+    return out
+
+
+WEIGHT_RULES: dict[str, WeightRule] = {
+    "reshuffle": lambda w_0, fresh, mask, g: _reshuffle(w_0, mask, g),
+    "signed_constant": lambda w_0, fresh, mask, g: w_0.sign() * w_0.std(),
+    "signed_reinit": lambda w_0, fresh, mask, g: w_0.sign() * fresh.abs().to(w_0.device),
+    "signed_reshuffle": lambda w_0, fresh, mask, g: w_0.sign() * _reshuffle(w_0, mask, g).abs(),
+}
+FRESH = ("reinit", "signed_reinit")
+STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune", *WEIGHT_RULES)
+PRUNED_WEIGHTS = ("zero", "frozen_init")
 
 
 def derived_seed(seed: int, purpose: str, level: int = 0) -> int:
@@ -35,6 +62,7 @@ class Restart:
     name: str
     seed: int
     rewind_step: int = 0
+    pruned_weights: str = "zero"
 
     @property
     def snapshot_step(self) -> int:
@@ -50,8 +78,16 @@ class Restart:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "random_prune", level))
         return random_masks_like(pruned, previous, generator)
 
-    def weights(self, snapshot: State, fresh_state: Callable[[int], State], level: int) -> State:
+    def weights(
+        self, snapshot: State, fresh_state: Callable[[int], State], masks: Mapping[str, Tensor], level: int
+    ) -> State:
         """Full model state the next level starts from (masks are applied afterwards)."""
-        if self.name == "reinit":
-            return fresh_state(derived_seed(self.seed, "reinit", level))
-        return snapshot
+        fresh = fresh_state(derived_seed(self.seed, "reinit", level)) if self.name in FRESH else None
+        start = fresh if fresh is not None else snapshot
+        rule = WEIGHT_RULES.get(self.name)
+        if rule is None:
+            return start
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.name, level))
+        return start | {
+            name: rule(snapshot[name], start[name], mask, generator) for name, mask in masks.items()
+        }

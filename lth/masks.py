@@ -3,12 +3,13 @@
 The model itself is never modified: its state dict keeps plain names (``fc1.weight``), the masks sit
 beside it under ``masks.<name with dots as __>``. Pruned weights are kept exactly zero by
 ``apply_masks`` (after every optimizer step) and ``mask_gradients`` (before it), so the forward pass
-needs no multiply.
+needs no multiply. ``hold_pruned_at`` holds them at given values (theta_0) instead of zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _buffer_name(tensor_name: str) -> str:
+def buffer_name(tensor_name: str) -> str:
     return tensor_name.replace(".", "__")
 
 
@@ -37,13 +38,14 @@ class MaskedNetwork(nn.Module):
         params = dict(model.named_parameters())
         self.prunable: list[str] = list(prunable)
         for name in self.prunable:
-            self.masks.register_buffer(_buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
+            self.masks.register_buffer(buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
+        self.frozen: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def mask(self, name: str) -> Tensor:
-        return getattr(self.masks, _buffer_name(name))
+        return getattr(self.masks, buffer_name(name))
 
     def mask_dict(self) -> dict[str, Tensor]:
         """Copies of the current masks, keyed by tensor name."""
@@ -63,10 +65,34 @@ class MaskedNetwork(nn.Module):
         self.apply_masks()
 
     @torch.no_grad()
+    def hold_pruned_at(self, values: Mapping[str, Tensor] | None) -> None:
+        """From now on hold pruned weights at ``values`` (e.g. theta_0) instead of zero; None: zero."""
+        self.frozen = None if values is None else {n: values[n].detach().clone() for n in self.prunable}
+        self.apply_masks()
+
+    @torch.no_grad()
     def apply_masks(self) -> None:
-        """Zero every pruned weight in place."""
+        """Set every pruned weight in place to zero (or to its held value)."""
         for name in self.prunable:
-            self.weight(name).mul_(self.mask(name))
+            weight, mask = self.weight(name), self.mask(name)
+            if self.frozen is None:
+                weight.mul_(mask)
+            else:
+                weight.copy_(torch.where(mask, weight, self.frozen[name]))
+
+    @contextmanager
+    def holding(self, state: Mapping[str, Tensor]) -> Iterator[None]:
+        """Temporarily load ``state`` with pruned weights zero (e.g. to evaluate a supermask)."""
+        saved = self.model_state()
+        with torch.no_grad():
+            self.model.load_state_dict(state)
+            for name in self.prunable:
+                self.weight(name).mul_(self.mask(name))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.model.load_state_dict(saved)
 
     @torch.no_grad()
     def mask_gradients(self) -> None:

@@ -29,6 +29,7 @@ from lth.init import Restart, derived_seed
 from lth.masks import MaskedNetwork, prunable_weight_names
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
+from lth.supermask import LearnedSupermask
 
 log = logging.getLogger("lth")
 
@@ -51,6 +52,14 @@ def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict
     output = prunable_weight_names(model)[-1]
     output_rate = cfg.prune.output_rate if cfg.prune.output_rate is not None else cfg.prune.rate / 2
     return {name: output_rate if name == output else cfg.prune.rate for name in prunable}
+
+
+def unit_tensors(structure: str, model: nn.Module, prunable: list[str]) -> tuple[str, ...]:
+    """Tensors structured pruning removes units from: hidden Linear weights (``neuron``) or Conv
+    weights (``filter``); never the output layer, whose units are the classes."""
+    output = prunable_weight_names(model)[-1]
+    linear = structure == "neuron"
+    return tuple(n for n in prunable if n != output and (model.get_parameter(n).dim() == 2) == linear)
 
 
 @dataclass
@@ -76,7 +85,7 @@ def build_job(cfg: DictConfig) -> Job:
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    network = MaskedNetwork(model, prunable)
+    network = (LearnedSupermask if cfg.prune.get("learned") else MaskedNetwork)(model, prunable)
     module = ClassificationModule(network, datamodule.num_classes, cfg.optim, cfg.train.steps)
     run_dir = RunDirectory(cfg.paths.output_dir)
     callback = PruningCallback(
@@ -84,9 +93,19 @@ def build_job(cfg: DictConfig) -> Job:
         steps=cfg.train.steps,
         eval_every=cfg.train.eval_every,
         plan=PruningPlan(
-            cfg.prune.criterion, cfg.prune.scope, cfg.prune.rate, tensor_rates(cfg, model, prunable)
+            criterion=cfg.prune.criterion,
+            scope=cfg.prune.scope,
+            base_rate=cfg.prune.rate,
+            rates=tensor_rates(cfg, model, prunable),
+            seed=cfg.seed,
+            at_init=cfg.prune.get("at_init"),
+            iterations=cfg.prune.get("iterations", 1),
+            batches=cfg.prune.get("batches", 1),
+            structure=cfg.prune.structure,
+            norm=cfg.prune.norm,
+            units_of=unit_tensors(cfg.prune.structure, model, prunable),
         ),
-        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0)),
+        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
         fresh_state=lambda seed: build_model(seed).state_dict(),
         run_dir=run_dir,
         save_weights=cfg.results.save_weights,
