@@ -16,13 +16,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import WandbLogger
 from torch import nn
 
 from lth.callbacks import PruningCallback, PruningPlan
 from lth.config import ConfigError, check_config, check_exclude, precheck
+from lth.console import LotteryProgressBar, print_results
 from lth.data import InMemoryDataModule
 from lth.init import Restart, derived_seed
+from lth.loggers import finish_loggers, run_name, start_loggers
 from lth.masks import MaskedNetwork, prunable_weight_names
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
@@ -59,7 +60,7 @@ class Job:
     datamodule: InMemoryDataModule
     callback: PruningCallback
     run_dir: RunDirectory
-    resolved_config: str
+    config: dict[str, Any]  # resolved
 
 
 def build_job(cfg: DictConfig) -> Job:
@@ -92,38 +93,33 @@ def build_job(cfg: DictConfig) -> Job:
         **cfg.trainer,
         max_steps=(cfg.prune.levels + 1) * cfg.train.steps,
         logger=instantiate(cfg.logger) if cfg.logger else False,
-        callbacks=[callback],
+        callbacks=[callback, LotteryProgressBar(callback)]
+        if cfg.trainer.get("enable_progress_bar", True)
+        else [callback],
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
         enable_model_summary=False,
         default_root_dir=cfg.paths.output_dir,
     )
-    return Job(trainer, module, datamodule, callback, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    return Job(trainer, module, datamodule, callback, run_dir, config)
 
 
 def execute(job: Job) -> list[dict[str, Any]]:
     """Train the lottery, write the job's files, and return its per-level records."""
-    job.run_dir.write_config(job.resolved_config)
+    job.run_dir.write_config(OmegaConf.to_yaml(job.config))
+    trainer, state = job.trainer, job.callback.state
+    trainer.loggers = start_loggers(trainer.loggers, job.config, str(job.run_dir.path))
     try:
-        job.trainer.fit(job.module, datamodule=job.datamodule)
+        trainer.fit(job.module, datamodule=job.datamodule)
     finally:
-        for logger in job.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
-    state = job.callback.state
-    if job.trainer.is_global_zero and state.status != "running":
-        job.run_dir.mark_done(state.status, len(state.records))
-    for r in state.records:
-        log.info(
-            "level %d  weights %5.1f%%  test_acc %.4f  early-stop step %d (test_acc %.4f)  %s",
-            r["level"],
-            100 * r["weights_remaining"],
-            r["test_acc"],
-            r["early_stop_step"],
-            r["test_acc_at_early_stop"],
-            r["status"],
-        )
+        finish_loggers(trainer.loggers, state.records)
+    if trainer.is_global_zero:
+        if state.status != "running":
+            job.run_dir.mark_done(state.status, len(state.records))
+        print_results(state.records, title=run_name() or str(job.run_dir.path))
     return state.records
 
 

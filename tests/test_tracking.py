@@ -1,0 +1,166 @@
+"""W&B as a user gets it: real offline runs read back from their ``.wandb`` files, and the fallbacks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import wandb
+from omegaconf import OmegaConf
+from wandb_reader import OfflineRun, read_run
+
+from lth.loggers import LotteryWandbLogger
+from lth.train import build_job, execute
+
+FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
+
+
+def read_records(job: Path) -> list[dict]:
+    return [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
+
+
+def offline_run(job: Path) -> tuple[Path, OfflineRun]:
+    (run_dir,) = (job / "wandb").glob("offline-run-*")
+    (log,) = run_dir.glob("run-*.wandb")
+    return run_dir, read_run(log)
+
+
+def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> None:
+    records = read_records(job)
+    # the resolved config, as written beside the results
+    config = {k: v for k, v in run.config.items() if k != "_wandb"}
+    assert config == OmegaConf.to_container(OmegaConf.load(job / "config.yaml"))
+    # one history row per level on the level axis, equal to results.jsonl
+    levels = [row for row in run.history if "level/level" in row]
+    assert len(levels) == len(records)
+    for row, record in zip(levels, records, strict=True):
+        for key, value in record.items():
+            if key == "layers":
+                assert {k: row[f"level/layers/{k}"] for k in value} == value
+            elif key != "status":
+                assert row[f"level/{key}"] == value, key
+    # per-step curves: every evaluation, the level's last one equal to its record
+    evals = [row for row in run.history if "val/loss" in row]
+    assert len(evals) == len(records) * 2  # steps 10 and 20 of each level
+    for record in records:
+        (last,) = [r for r in evals if r["trainer/global_step"] == (record["level"] + 1) * 20]
+        assert (last["val/loss"], last["test/acc"]) == (record["val_loss"], record["test_acc"])
+        assert last["level"] == record["level"]
+    # summary = the last level
+    for key in ("level", "weights_remaining", "test_acc", "early_stop_step", "test_acc_at_early_stop"):
+        assert run.summary[f"level/{key}"] == records[-1][key]
+    # the results table
+    table = json.loads((run_dir / "files" / run.summary["results/path"]).read_text())
+    column = {name: i for i, name in enumerate(table["columns"])}
+    assert len(table["data"]) == len(records)
+    for row, record in zip(table["data"], records, strict=True):
+        assert row[column["test_acc"]] == record["test_acc"]
+        assert row[column["weights_remaining"]] == record["weights_remaining"]
+        assert row[column["status"]] == record["status"]
+        assert row[column["layers/fc1.weight"]] == record["layers"]["fc1.weight"]
+
+
+def test_a_multirun_gives_one_wandb_run_per_job_in_one_group(lth_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = lth_cli(
+        "-m", "optim.lr=0.01,0.1", *FAST, "logger.tags=[imp,smoke]", "logger.log_tickets=true",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if (p / "results.jsonl").exists())
+    assert len(jobs) == 2
+    runs = []
+    for job in jobs:
+        run_dir, run = offline_run(job)
+        runs.append(run)
+        assert run.run.display_name == job.name.split("_", 1)[1]  # the job's overrides
+        assert run.run.job_type == "lottery"
+        assert list(run.run.tags) == ["imp", "smoke"]
+        assert_run_matches_results(job, run_dir, run)
+        assert f"wandb sync {run_dir}" in proc.stdout
+        # tickets: level L's artifact holds the masks it trained with and the weights it started from
+        tickets = {
+            next(alias for alias in a.aliases if alias.startswith("level-")): a
+            for a in run.artifacts
+            if a.type == "ticket"
+        }
+        assert set(tickets) >= {"level-0", "level-1", "level-2"}
+        files = {
+            level: {
+                e.path: torch.load(e.local_path, weights_only=True) for e in tickets[level].manifest.contents
+            }
+            for level in ("level-0", "level-2")
+        }
+        masks = torch.load(job / "levels" / "level_02" / "masks.pt", weights_only=True)
+        for name, mask in masks.items():
+            assert torch.equal(files["level-2"]["masks.pt"][name], mask)
+            assert bool(files["level-0"]["masks.pt"][name].all())
+            # winning ticket: the surviving weights restart from theta_0
+            assert torch.equal(
+                files["level-2"]["weights.pt"][name], files["level-0"]["weights.pt"][name] * mask
+            )
+    assert runs[0].run.run_id != runs[1].run.run_id
+    assert runs[0].run.run_group == runs[1].run.run_group == str(sweep)
+    # the console: a progress bar per level, and the results table of each job
+    assert "level 2/2, weights 65.1%" in proc.stdout
+    assert proc.stdout.count("early-stop iter") == 2
+
+
+def test_a_single_run_is_grouped_by_its_run_dir_and_named_by_its_overrides(lth_cli, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    overrides = [*FAST[:3], "prune.levels=1", "logger.job_type=rewinding"]
+    proc = lth_cli(*overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wandb_dir, run = offline_run(run_dir)
+    assert run.run.run_group == str(run_dir)
+    assert run.run.job_type == "rewinding"
+    assert run.run.display_name == ",".join(sorted(overrides))
+    assert_run_matches_results(run_dir, wandb_dir, run)
+
+
+def test_wandb_that_cannot_start_falls_back_to_csv(lth_cli, tmp_path: Path) -> None:
+    """``offline=false`` without credentials: wandb.init raises; training goes on, logging to CSV."""
+    run_dir = tmp_path / "run"
+    proc = lth_cli(*FAST, "logger.offline=false", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stdout.splitlines() if "W&B failed to start" in line]
+    assert len(warnings) == 1 and "API key" in warnings[0], proc.stdout[-3000:]
+    assert json.loads((run_dir / "DONE").read_text()) == {"status": "complete", "levels": 3}
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        levels = [row for row in csv.DictReader(f) if row["level/test_acc"]]
+    assert [float(row["level/test_acc"]) for row in levels] == [r["test_acc"] for r in read_records(run_dir)]
+    assert not list(run_dir.rglob("*.wandb"))
+
+
+class FinishWandbAt(pl.Callback):
+    """Another library closing the global W&B run mid-training."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            wandb.finish()
+
+
+def test_wandb_failing_mid_training_never_stops_the_job(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    job = build_job(make_cfg("logger=wandb", "logger.offline=true"))
+    assert isinstance(job.trainer.logger, LotteryWandbLogger)
+    job.trainer.callbacks.append(FinishWandbAt(step=45))  # mid level 1 (levels end at steps 30, 60, 90)
+    with caplog.at_level(logging.WARNING, logger="lth"):
+        records = execute(job)
+    assert [r["level"] for r in records] == [0, 1, 2]
+    assert json.loads((tmp_path / "run" / "DONE").read_text())["status"] == "complete"
+    failures = [r.getMessage() for r in caplog.records if "W&B failed" in r.getMessage()]
+    assert len(failures) == 1 and "is finished" in failures[0], failures
+    _, run = offline_run(tmp_path / "run")
+    assert [row["level/level"] for row in run.history if "level/level" in row] == [0]
