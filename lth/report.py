@@ -10,6 +10,7 @@ is listed under "Problems". Writes into ``<dir>/report/``:
 ```
 summary.csv      one row per group and level: weights_remaining, n, <metric>_mean, <metric>_std
 summary.md       the same as a Markdown table, plus the problems
+jobs.csv         one row per job: path, the grouping overrides, seed, status, levels recorded, problem
 accuracy.png     test accuracy at the end of training and at early stop vs. percent of weights remaining
 early_stop.png   early-stop iteration vs. percent of weights remaining
 ```
@@ -155,6 +156,17 @@ def write_csv(path: Path, keys: Sequence[str], rows: Iterable[Row]) -> None:
             writer.writerow([*r.group, r.level, r.weights_remaining, r.n, *values])
 
 
+def write_jobs_csv(path: Path, keys: Sequence[str], jobs: Iterable[Job], root: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["job", *keys, "seed", "status", "levels", "problem"])
+        for job in jobs:
+            values = [job.overrides.get(k, "default") for k in keys]
+            seed = job.overrides.get("seed", "default")
+            relative = job.path.relative_to(root)
+            writer.writerow([relative, *values, seed, job.status, len(job.records), job.problem or ""])
+
+
 def _pm(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
     if math.isnan(mean):
         return "-"
@@ -246,6 +258,7 @@ def report(root: Path, out: Path | None = None) -> Path:
     keys = varying_keys(jobs)
     rows = aggregate(jobs, keys)
     write_csv(out / "summary.csv", keys, rows)
+    write_jobs_csv(out / "jobs.csv", keys, jobs, root)
     (out / "summary.md").write_text(markdown(keys, rows, jobs, root))
     if rows:
         plot_accuracy(out / "accuracy.png", keys, rows)
