@@ -197,8 +197,18 @@ class LotteryWandbLogger(WandbLogger):
             if not self.failed:
                 log.warning("lth: W&B failed to finish the run (%s)", _one_line(exc))
             return
-        if self._offline:
+        if run.offline:
             log.info("W&B run saved offline; upload it with: wandb sync %s", run.settings.sync_dir)
+
+
+def wandb_mode(offline: bool | str) -> str | None:
+    """``wandb.init``'s mode: ``offline=auto`` leaves a set ``WANDB_MODE`` to wandb, else goes online
+    only with credentials."""
+    if offline == "auto":
+        if os.environ.get("WANDB_MODE"):
+            return None
+        offline = not wandb_credentials_configured()
+    return "offline" if offline else "online"
 
 
 def wandb_logger(
@@ -215,16 +225,15 @@ def wandb_logger(
     """The W&B logger of a job; offline when ``offline`` is true, or ``auto`` and no credentials exist.
 
     ``group``, ``job_type`` and ``name`` default to the sweep directory, the ``experiment=`` preset
-    (else ``lottery``) and the job's overrides.
+    (else ``lottery``) and the job's overrides. The mode is passed to ``wandb.init`` rather than set
+    process-wide (as ``WandbLogger(offline=True)`` does), so one job's mode never leaks into the next.
     """
-    if offline == "auto":
-        offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_credentials_configured()
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return LotteryWandbLogger(
         project=project,
         entity=entity,
         save_dir=save_dir,
-        offline=bool(offline),
+        mode=wandb_mode(offline),
         name=name or run_name(),
         group=group or sweep_group(),
         job_type=job_type or experiment_name(),

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from wandb_reader import OfflineRun, read_run
 
 from lth.loggers import LotteryWandbLogger
+from lth.report import report
 from lth.train import build_job, execute
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
@@ -65,17 +66,35 @@ def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> Non
         assert row[column["layers/fc1.weight"]] == record["layers"]["fc1.weight"]
 
 
-def test_a_multirun_gives_one_wandb_run_per_job_in_one_group(lth_cli, tmp_path: Path) -> None:
+def ticket_files(run: OfflineRun, level: int) -> dict[str, dict[str, torch.Tensor]]:
+    """The files of the ticket artifact version ``level-<level>``, loaded."""
+    (ticket,) = [a for a in run.artifacts if a.type == "ticket" and f"level-{level}" in a.aliases]
+    return {e.path: torch.load(e.local_path, weights_only=True) for e in ticket.manifest.contents}
+
+
+def test_a_multirun_is_one_wandb_run_per_job_in_one_group_and_a_failing_job_falls_back_to_csv(
+    lth_cli, tmp_path: Path
+) -> None:
+    """Job 1 sets ``logger.offline=false`` without credentials: its wandb.init raises; it logs to CSV,
+    and job 2, in the same process after it, is a W&B run as usual."""
     sweep = tmp_path / "sweep"
     proc = lth_cli(
-        "-m", "optim.lr=0.01,0.1", *FAST, "logger.tags=[imp,smoke]", "logger.log_tickets=true",
+        "-m", "logger.offline=auto,false,true", *FAST, "logger.tags=[imp,smoke]", "logger.log_tickets=true",
         f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if (p / "results.jsonl").exists())
-    assert len(jobs) == 2
+    assert [json.loads((j / "DONE").read_text())["status"] for j in jobs] == ["complete"] * 3
+    # the failing job: one warning line, CSV with the level metrics, no W&B run
+    warnings = [line for line in proc.stdout.splitlines() if "W&B failed" in line]
+    assert len(warnings) == 1 and "API key" in warnings[0], proc.stdout[-3000:]
+    with (jobs[1] / "csv" / "metrics.csv").open() as f:
+        levels = [row for row in csv.DictReader(f) if row["level/test_acc"]]
+    assert [float(row["level/test_acc"]) for row in levels] == [r["test_acc"] for r in read_records(jobs[1])]
+    assert not list(jobs[1].rglob("*.wandb"))
+    # the two W&B runs
     runs = []
-    for job in jobs:
+    for job in (jobs[0], jobs[2]):
         run_dir, run = offline_run(job)
         runs.append(run)
         assert run.run.display_name == job.name.split("_", 1)[1]  # the job's overrides
@@ -83,32 +102,18 @@ def test_a_multirun_gives_one_wandb_run_per_job_in_one_group(lth_cli, tmp_path: 
         assert list(run.run.tags) == ["imp", "smoke"]
         assert_run_matches_results(job, run_dir, run)
         assert f"wandb sync {run_dir}" in proc.stdout
-        # tickets: level L's artifact holds the masks it trained with and the weights it started from
-        tickets = {
-            next(alias for alias in a.aliases if alias.startswith("level-")): a
-            for a in run.artifacts
-            if a.type == "ticket"
-        }
-        assert set(tickets) >= {"level-0", "level-1", "level-2"}
-        files = {
-            level: {
-                e.path: torch.load(e.local_path, weights_only=True) for e in tickets[level].manifest.contents
-            }
-            for level in ("level-0", "level-2")
-        }
+        # tickets: the masks level L trains with and the weights it starts from
         masks = torch.load(job / "levels" / "level_02" / "masks.pt", weights_only=True)
+        dense, pruned = ticket_files(run, 0), ticket_files(run, 2)
         for name, mask in masks.items():
-            assert torch.equal(files["level-2"]["masks.pt"][name], mask)
-            assert bool(files["level-0"]["masks.pt"][name].all())
-            # winning ticket: the surviving weights restart from theta_0
-            assert torch.equal(
-                files["level-2"]["weights.pt"][name], files["level-0"]["weights.pt"][name] * mask
-            )
+            assert torch.equal(pruned["masks.pt"][name], mask) and bool(dense["masks.pt"][name].all())
+            # winning ticket: the survivors restart from theta_0
+            assert torch.equal(pruned["weights.pt"][name], dense["weights.pt"][name] * mask)
     assert runs[0].run.run_id != runs[1].run.run_id
     assert runs[0].run.run_group == runs[1].run.run_group == str(sweep)
     # the console: a progress bar per level, and the results table of each job
     assert "level 2/2, weights 65.1%" in proc.stdout
-    assert proc.stdout.count("early-stop iter") == 2
+    assert proc.stdout.count("early-stop iter") == 3
 
 
 def test_a_single_run_is_grouped_by_its_run_dir_and_named_by_its_overrides(lth_cli, tmp_path: Path) -> None:
@@ -121,20 +126,10 @@ def test_a_single_run_is_grouped_by_its_run_dir_and_named_by_its_overrides(lth_c
     assert run.run.job_type == "rewinding"
     assert run.run.display_name == ",".join(sorted(overrides))
     assert_run_matches_results(run_dir, wandb_dir, run)
-
-
-def test_wandb_that_cannot_start_falls_back_to_csv(lth_cli, tmp_path: Path) -> None:
-    """``offline=false`` without credentials: wandb.init raises; training goes on, logging to CSV."""
-    run_dir = tmp_path / "run"
-    proc = lth_cli(*FAST, "logger.offline=false", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    warnings = [line for line in proc.stdout.splitlines() if "W&B failed to start" in line]
-    assert len(warnings) == 1 and "API key" in warnings[0], proc.stdout[-3000:]
-    assert json.loads((run_dir / "DONE").read_text()) == {"status": "complete", "levels": 3}
-    with (run_dir / "csv" / "metrics.csv").open() as f:
-        levels = [row for row in csv.DictReader(f) if row["level/test_acc"]]
-    assert [float(row["level/test_acc"]) for row in levels] == [r["test_acc"] for r in read_records(run_dir)]
-    assert not list(run_dir.rglob("*.wandb"))
+    # the report of the run, from its files alone
+    with (report(run_dir) / "summary.csv").open() as f:
+        summary = list(csv.DictReader(f))
+    assert [float(row["test_acc_mean"]) for row in summary] == [r["test_acc"] for r in read_records(run_dir)]
 
 
 class FinishWandbAt(pl.Callback):
@@ -153,6 +148,7 @@ def test_wandb_failing_mid_training_never_stops_the_job(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # restored after the test (WandbLogger sets it)
     job = build_job(make_cfg("logger=wandb", "logger.offline=true"))
     assert isinstance(job.trainer.logger, LotteryWandbLogger)
     job.trainer.callbacks.append(FinishWandbAt(step=45))  # mid level 1 (levels end at steps 30, 60, 90)
