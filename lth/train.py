@@ -5,7 +5,6 @@ validate config -> data -> model -> MaskedNetwork -> Trainer(PruningCallback, lo
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from lth.loggers import finish_loggers, run_name, start_loggers
 from lth.masks import MaskedNetwork, prunable_weight_names
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
-
-log = logging.getLogger("lth")
 
 
 def model_factory(cfg: DictConfig, datamodule: InMemoryDataModule) -> Callable[[int], nn.Module]:

@@ -55,6 +55,8 @@ BAD_INPUT = [
     (["prune.scope=globl"], "prune.scope='globl'", "global, layer"),
     (["prune.rat=0.3"], "prune.rat", "rate"),
     (["prune.exclude=[fc9.weight]"], "prune.exclude='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
+    (["logger.offline=maybe"], "logger.offline='maybe'", "auto, true, false"),
+    (["logger.tags=imp"], "logger.tags='imp'", "a list of tags"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),
     (["-m", "init=winning_ticket,reinitt"], "init=reinitt", "winning_ticket"),
 ]
