@@ -193,8 +193,8 @@ class PruningCallback(pl.Callback):
                 logger.log_metrics(level_metrics(record), step=trainer.global_step)
 
     def _log_ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """The masks and weights the current level starts from (its ticket)."""
+        """The masks and model state the current level starts from (its ticket)."""
         network = pl_module.network
         for logger in trainer.loggers:
             if isinstance(logger, LotteryLogger):
-                logger.log_ticket(self.state.level, network.mask_dict(), network.weights())
+                logger.log_ticket(self.state.level, network.mask_dict(), network.model_state())

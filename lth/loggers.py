@@ -9,7 +9,6 @@ if it fails later the job goes on without it (both with a one-line warning).
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import netrc
 import os
@@ -159,17 +158,16 @@ class LotteryWandbLogger(WandbLogger):
     @rank_zero_only
     @_tolerant
     def log_ticket(self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None:
-        """With ``log_tickets``: the masks and restart weights a level trains from, as artifact versions."""
+        """With ``log_tickets``: the masks a level trains with and the model state it starts from, as
+        version ``level-<level>`` of the artifact ``ticket-<run id>``."""
         if not self.log_tickets:
             return
         import wandb
 
         artifact = wandb.Artifact(f"ticket-{self.experiment.id}", type="ticket", metadata={"level": level})
         for name, tensors in (("masks.pt", masks), ("weights.pt", weights)):
-            buffer = io.BytesIO()
-            torch.save({k: t.detach().cpu() for k, t in tensors.items()}, buffer)
             with artifact.new_file(name, mode="xb") as f:
-                f.write(buffer.getvalue())
+                torch.save({k: t.detach().cpu() for k, t in tensors.items()}, f)
         self.experiment.log_artifact(artifact, aliases=[f"level-{level}"])
 
     @rank_zero_only

@@ -109,6 +109,7 @@ def test_a_multirun_is_one_wandb_run_per_job_in_one_group_and_a_failing_job_fall
             assert torch.equal(pruned["masks.pt"][name], mask) and bool(dense["masks.pt"][name].all())
             # winning ticket: the survivors restart from theta_0
             assert torch.equal(pruned["weights.pt"][name], dense["weights.pt"][name] * mask)
+        assert torch.equal(pruned["weights.pt"]["fc1.bias"], dense["weights.pt"]["fc1.bias"])
     assert runs[0].run.run_id != runs[1].run.run_id
     assert runs[0].run.run_group == runs[1].run.run_group == str(sweep)
     # the console: a progress bar per level, and the results table of each job
