@@ -117,15 +117,20 @@ def test_a_multirun_is_one_wandb_run_per_job_in_one_group_and_a_failing_job_fall
     assert proc.stdout.count("early-stop iter") == 3
 
 
-def test_a_single_run_is_grouped_by_its_run_dir_and_named_by_its_overrides(lth_cli, tmp_path: Path) -> None:
+def test_a_single_run_is_grouped_by_its_run_dir_and_typed_by_its_experiment(lth_cli, tmp_path: Path) -> None:
+    """An ``experiment=`` preset (here a user's, on Hydra's search path) is the run's job type."""
+    presets = tmp_path / "presets" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "tiny_imp.yaml").write_text("# @package _global_\nprune:\n  levels: 1\n")
     run_dir = tmp_path / "run"
-    overrides = [*FAST[:3], "prune.levels=1", "logger.job_type=rewinding"]
-    proc = lth_cli(*overrides, f"hydra.run.dir={run_dir}")
+    overrides = ["+experiment=tiny_imp", *FAST[:3]]
+    proc = lth_cli(*overrides, f"hydra.searchpath=[file://{presets.parent}]", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     wandb_dir, run = offline_run(run_dir)
     assert run.run.run_group == str(run_dir)
-    assert run.run.job_type == "rewinding"
+    assert run.run.job_type == "tiny_imp"
     assert run.run.display_name == ",".join(sorted(overrides))
+    assert len(read_records(run_dir)) == 2  # the preset's prune.levels=1
     assert_run_matches_results(run_dir, wandb_dir, run)
     # the report of the run, from its files alone
     with (report(run_dir) / "summary.csv").open() as f:
