@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep test lint clean
+.PHONY: help install train sweep report test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,11 @@ train: $(STAMP)  ## run the default lottery (MNIST-1D, MLP, IMP); extra override
 
 sweep: $(STAMP)  ## the flagship sweep: init strategy x learning rate (4 x 2 jobs) into multirun/
 	$(PY) -m lth.train -m init=winning_ticket,rewind,reinit,random_prune optim.lr=0.01,0.1 $(ARGS)
+
+SWEEP ?= $(lastword $(sort $(wildcard multirun/*/*)))
+report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SWEEP=<dir>) into <dir>/report/
+	@test -n "$(SWEEP)" || { echo "make report: no sweep under multirun/; run make sweep first or set SWEEP=<dir>"; exit 2; }
+	$(PY) -m lth.report $(SWEEP)
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)

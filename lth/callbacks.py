@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lth.init import Restart, State, derived_seed
+from lth.loggers import LotteryLogger, level_metrics
 from lth.pruning import prune_masks, score, structure_masks
 from lth.results import RunDirectory
 from lth.saliency import prune_at_init
@@ -140,6 +141,8 @@ class PruningCallback(pl.Callback):
             network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
+        if self.state.level == 0 and not self.state.evals:
+            self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()
 
     def on_before_optimizer_step(
@@ -218,7 +221,7 @@ class PruningCallback(pl.Callback):
             weights = network.weights() if self.save_weights else None
             self.run_dir.save_level(state.level, network.mask_dict(), weights)
             self.run_dir.write_records(state.records)
-        self._log(trainer, {f"level/{k}": v for k, v in record.items() if isinstance(v, int | float)})
+        self._log_level(trainer, record)
         if status != "ok" or state.level == self.levels:
             state.status = "complete" if status == "ok" else status
             trainer.should_stop = True
@@ -237,9 +240,26 @@ class PruningCallback(pl.Callback):
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         state.evals, state.level_elapsed = [], 0.0
+        self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()
 
+    # --- logging -------------------------------------------------------------------------------
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+    @staticmethod
+    def _log_level(trainer: pl.Trainer, record: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, LotteryLogger):
+                logger.log_level(record)
+            else:
+                logger.log_metrics(level_metrics(record), step=trainer.global_step)
+
+    def _log_ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The masks and model state the current level starts from (its ticket)."""
+        network = pl_module.network
+        for logger in trainer.loggers:
+            if isinstance(logger, LotteryLogger):
+                logger.log_ticket(self.state.level, network.mask_dict(), network.model_state())

@@ -124,6 +124,12 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("model.init", _one_of(INITIALIZERS)))
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
+    if cfg.get("logger") and cfg.logger.get("_target_") == "lth.loggers.wandb_logger":
+        checks += [
+            ("logger.offline", ((lambda v: v in ("auto", True, False)), "one of auto, true, false")),
+            ("logger.tags", ((lambda v: isinstance(v, ListConfig)), "a list of tags, e.g. [imp,mnist1d]")),
+            ("logger.log_tickets", ((lambda v: isinstance(v, bool)), "true or false")),
+        ]
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
 

@@ -1,12 +1,62 @@
-"""Experiment-logger factories referenced from ``conf/logger/``."""
+"""Experiment loggers: the W&B factory referenced from ``conf/logger/wandb.yaml`` and the lottery hooks.
+
+A W&B run is one job: grouped by its sweep, named by its overrides, with the resolved config as its
+config, per-step curves, one row per level on a ``level`` axis, and the results as a table. W&B is a
+convenience, never a dependency of the results: if it fails to start the job logs to CSV instead, and
+if it fails later the job goes on without it (both with a one-line warning).
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import netrc
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from pytorch_lightning.loggers import WandbLogger
+import torch
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from torch import Tensor
+
+log = logging.getLogger("lth")
+
+DEFAULT_JOB_TYPE = "lottery"
+MAX_GROUP_LENGTH = 128  # W&B's limit on group names
+RESULT_COLUMNS = (
+    "level",
+    "weights_remaining",
+    "test_acc",
+    "test_acc_at_early_stop",
+    "early_stop_step",
+    "test_loss",
+    "val_acc",
+    "val_loss",
+    "train_loss",
+    "steps",
+    "wall_s",
+    "status",
+)
+
+
+@runtime_checkable
+class LotteryLogger(Protocol):
+    """A logger that understands levels; ``PruningCallback`` calls these (other loggers get flat metrics)."""
+
+    def log_level(self, record: Mapping[str, Any]) -> None: ...
+
+    def log_ticket(self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None: ...
+
+    def log_results(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+def level_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """A level's numbers as flat metrics: ``level/test_acc``, ``level/layers/fc1.weight``, ..."""
+    metrics = {f"level/{k}": v for k, v in record.items() if isinstance(v, int | float)}
+    metrics |= {f"level/layers/{name}": v for name, v in record.get("layers", {}).items()}
+    return metrics
 
 
 def wandb_credentials_configured() -> bool:
@@ -19,22 +69,197 @@ def wandb_credentials_configured() -> bool:
         return False
 
 
-def run_name() -> str | None:
-    """The job's overrides (``prune.rate=0.2,optim.lr=0.01``) when running under Hydra."""
+def _hydra() -> Any:
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_name() -> str | None:
+    """The job's overrides (``prune.rate=0.2,optim.lr=0.01``) when running under Hydra."""
+    hydra = _hydra()
+    return (hydra.job.override_dirname or None) if hydra else None
+
+
+def sweep_group() -> str | None:
+    """A name unique to the sweep: its directory (a single run's: the run directory), at most 128 chars."""
+    from hydra.types import RunMode
+
+    hydra = _hydra()
+    if hydra is None:
         return None
-    return HydraConfig.get().job.override_dirname or None
+    directory = hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else hydra.run.dir
+    return str(directory)[-MAX_GROUP_LENGTH:]
+
+
+def experiment_name() -> str:
+    """The ``experiment=`` preset chosen on the command line, else ``lottery``."""
+    hydra = _hydra()
+    choice = hydra.runtime.choices.get("experiment") if hydra else None
+    return choice or DEFAULT_JOB_TYPE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+Method = TypeVar("Method", bound=Callable[..., None])
+
+
+def _tolerant(method: Method) -> Method:
+    """Run a W&B call; on its first failure warn once, then skip every later W&B call of the job."""
+
+    @functools.wraps(method)
+    def call(self: LotteryWandbLogger, *args: Any, **kwargs: Any) -> None:
+        if self.failed:
+            return
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            self.failed = True
+            log.warning("lth: W&B failed (%s); the job goes on without W&B", _one_line(exc))
+
+    return cast(Method, call)
+
+
+class LotteryWandbLogger(WandbLogger):
+    """WandbLogger with the lottery's level axis, results table and (optionally) tickets as artifacts."""
+
+    def __init__(self, *, log_tickets: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_tickets = log_tickets
+        self.failed = False
+        self._defined: set[str] = set()
+
+    @rank_zero_only
+    def start(self, config: Mapping[str, Any]) -> None:
+        """Create the run now (raising what ``wandb.init`` raises) with ``config`` and the level axis."""
+        run = self.experiment
+        run.config.update(dict(config), allow_val_change=True)
+        run.define_metric("level/level")
+
+    @rank_zero_only
+    @_tolerant
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    @_tolerant
+    def log_level(self, record: Mapping[str, Any]) -> None:
+        """One row per level. Every ``level/*`` metric is defined against the ``level/level`` axis, so
+        ``level/weights_remaining`` can be any chart's x axis (accuracy vs. sparsity)."""
+        metrics = level_metrics(record)
+        for key in metrics.keys() - self._defined - {"level/level"}:
+            self.experiment.define_metric(key, step_metric="level/level")
+            self._defined.add(key)
+        self.experiment.log(metrics)
+
+    @rank_zero_only
+    @_tolerant
+    def log_ticket(self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None:
+        """With ``log_tickets``: the masks a level trains with and the model state it starts from, as
+        version ``level-<level>`` of the artifact ``ticket-<run id>``."""
+        if not self.log_tickets:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(f"ticket-{self.experiment.id}", type="ticket", metadata={"level": level})
+        for name, tensors in (("masks.pt", masks), ("weights.pt", weights)):
+            with artifact.new_file(name, mode="xb") as f:
+                torch.save({k: t.detach().cpu() for k, t in tensors.items()}, f)
+        self.experiment.log_artifact(artifact, aliases=[f"level-{level}"])
+
+    @rank_zero_only
+    @_tolerant
+    def log_results(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """The per-level results (``results.jsonl``) as the table ``results``."""
+        import wandb
+
+        layers = list(records[0].get("layers", {})) if records else []
+        columns = [*RESULT_COLUMNS, *(f"layers/{name}" for name in layers)]
+        rows = [
+            [r.get(c) for c in RESULT_COLUMNS] + [r["layers"].get(name) for name in layers] for r in records
+        ]
+        self.experiment.log({"results": wandb.Table(columns=columns, data=rows)})
+
+    @rank_zero_only
+    def finish(self) -> None:
+        """Close the run, even after a failure, so the next job of the process starts its own run."""
+        run = self._experiment
+        if run is None:
+            return
+        try:
+            run.finish()
+        except Exception as exc:
+            if not self.failed:
+                log.warning("lth: W&B failed to finish the run (%s)", _one_line(exc))
+            return
+        if run.offline:
+            log.info("W&B run saved offline; upload it with: wandb sync %s", run.settings.sync_dir)
+
+
+def wandb_mode(offline: bool | str) -> str | None:
+    """``wandb.init``'s mode: ``offline=auto`` leaves a set ``WANDB_MODE`` to wandb, else goes online
+    only with credentials."""
+    if offline == "auto":
+        if os.environ.get("WANDB_MODE"):
+            return None
+        offline = not wandb_credentials_configured()
+    return "offline" if offline else "online"
 
 
 def wandb_logger(
-    project: str, entity: str | None, offline: bool | str, save_dir: str, name: str | None = None
-) -> WandbLogger:
-    """A WandbLogger that runs offline when ``offline`` is true, or ``auto`` and no credentials exist."""
-    if offline == "auto":
-        offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_credentials_configured()
+    project: str,
+    entity: str | None,
+    offline: bool | str,
+    save_dir: str,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: Iterable[str] = (),
+    log_tickets: bool = False,
+    name: str | None = None,
+) -> LotteryWandbLogger:
+    """The W&B logger of a job; offline when ``offline`` is true, or ``auto`` and no credentials exist.
+
+    ``group``, ``job_type`` and ``name`` default to the sweep directory, the ``experiment=`` preset
+    (else ``lottery``) and the job's overrides. The mode is passed to ``wandb.init`` rather than set
+    process-wide (as ``WandbLogger(offline=True)`` does), so one job's mode never leaks into the next.
+    """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        project=project, entity=entity, save_dir=save_dir, offline=bool(offline), name=name or run_name()
+    return LotteryWandbLogger(
+        project=project,
+        entity=entity,
+        save_dir=save_dir,
+        mode=wandb_mode(offline),
+        name=name or run_name(),
+        group=group or sweep_group(),
+        job_type=job_type or experiment_name(),
+        tags=list(tags),
+        log_tickets=log_tickets,
     )
+
+
+def start_loggers(loggers: Iterable[Logger], config: Mapping[str, Any], csv_dir: str) -> list[Logger]:
+    """Start every W&B run; one that fails to start is replaced by a CSV logger, with a one-line warning."""
+    started: list[Logger] = []
+    for logger in loggers:
+        if isinstance(logger, LotteryWandbLogger):
+            try:
+                logger.start(config)
+            except Exception as exc:
+                log.warning(
+                    "lth: W&B failed to start (%s); logging to CSV in %s/csv", _one_line(exc), csv_dir
+                )
+                logger = CSVLogger(csv_dir, name="csv", version="")
+        started.append(logger)
+    return started
+
+
+def finish_loggers(loggers: Iterable[Logger], records: Sequence[Mapping[str, Any]]) -> None:
+    """Log the results table and close each W&B run."""
+    for logger in loggers:
+        if isinstance(logger, LotteryLogger):
+            logger.log_results(records)
+        if isinstance(logger, LotteryWandbLogger):
+            logger.finish()

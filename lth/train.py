@@ -16,7 +16,6 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
@@ -24,8 +23,10 @@ from torch import nn
 from lth.callbacks import PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.config import ConfigError, check_config, check_exclude, precheck
+from lth.console import LotteryProgressBar, print_results
 from lth.data import InMemoryDataModule
 from lth.init import Restart, derived_seed
+from lth.loggers import finish_loggers, run_name, start_loggers
 from lth.masks import MaskedNetwork, prunable_weight_names
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
@@ -71,7 +72,7 @@ class Job:
     datamodule: InMemoryDataModule
     callback: PruningCallback
     run_dir: RunDirectory
-    resolved_config: str
+    config: dict[str, Any]  # resolved
 
 
 def build_job(cfg: DictConfig) -> Job:
@@ -117,6 +118,7 @@ def build_job(cfg: DictConfig) -> Job:
         callbacks=[
             callback,
             RotatingCheckpoint(run_dir.checkpoint_dir, cfg.train.steps, cfg.train.checkpoint_every),
+            *([LotteryProgressBar(callback)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -126,7 +128,9 @@ def build_job(cfg: DictConfig) -> Job:
         # under SLURM, submitit's SIGUSR2 handler requeues the job; Lightning's SIGUSR1 requeue stays off
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
-    return Job(trainer, module, datamodule, callback, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    return Job(trainer, module, datamodule, callback, run_dir, config)
 
 
 def execute(job: Job) -> list[dict[str, Any]]:
@@ -135,29 +139,19 @@ def execute(job: Job) -> list[dict[str, Any]]:
     if resume:
         log.info("lth: resuming from %s", resume)
     if rank_zero_only.rank == 0:
-        job.run_dir.write_config(job.resolved_config)
+        job.run_dir.write_config(OmegaConf.to_yaml(job.config))
+    trainer = job.trainer
+    trainer.loggers = start_loggers(trainer.loggers, job.config, str(job.run_dir.path))
     try:
-        job.trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
+        trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
     finally:
-        for logger in job.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
-    state = job.callback.state
-    if not job.trainer.is_global_zero:
-        return state.records
-    if state.status != "running":
-        job.run_dir.mark_done(state.status, len(state.records))
-        remove_checkpoints(job.run_dir.checkpoint_dir)
-    for r in state.records:
-        log.info(
-            "level %d  weights %5.1f%%  test_acc %.4f  early-stop step %d (test_acc %.4f)  %s",
-            r["level"],
-            100 * r["weights_remaining"],
-            r["test_acc"],
-            r["early_stop_step"],
-            r["test_acc_at_early_stop"],
-            r["status"],
-        )
+        finish_loggers(trainer.loggers, job.callback.state.records)
+    state = job.callback.state  # replaced when a checkpoint was restored
+    if trainer.is_global_zero:
+        if state.status != "running":
+            job.run_dir.mark_done(state.status, len(state.records))
+            remove_checkpoints(job.run_dir.checkpoint_dir)
+        print_results(state.records, title=run_name() or str(job.run_dir.path))
     return state.records
 
 
@@ -165,7 +159,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run one lottery job and return its per-level records; a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
-    run_dir.claim(OmegaConf.to_yaml(cfg, resolve=True))
+    run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
         return run_dir.read_records()

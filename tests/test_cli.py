@@ -41,16 +41,6 @@ def test_the_users_multirun_runs_four_complete_lotteries(lth_cli, tmp_path: Path
     assert seen == {(0.2, 0.01), (0.2, 0.1), (0.5, 0.01), (0.5, 0.1)}
 
 
-def test_default_logger_is_wandb_offline_without_credentials(lth_cli, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = lth_cli(*FAST, "prune.levels=1", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    (log,) = offline.glob("run-*.wandb")
-    assert log.stat().st_size > 0
-    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 2
-
-
 BAD_INPUT = [
     (["prune.rate=1.5"], "prune.rate=1.5", "(0, 1)"),
     (["prune.rate=0"], "prune.rate=0", "(0, 1)"),
@@ -75,6 +65,8 @@ BAD_INPUT = [
     (["prune.criterion=movment"], "prune.criterion='movment'", "large_init_large_final, magnitude"),
     (["prune.rat=0.3"], "prune.rat", "rate"),
     (["prune.exclude=[fc9.weight]"], "prune.exclude='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
+    (["logger.offline=maybe"], "logger.offline='maybe'", "auto, true, false"),
+    (["logger.tags=imp"], "logger.tags='imp'", "a list of tags"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),
     (["-m", "init=winning_ticket,reinitt"], "init=reinitt", "winning_ticket"),
 ]
