@@ -69,8 +69,10 @@ class LotteryProgressBar(TQDMProgressBar):
             self.train_progress_bar = self.init_train_tqdm()
             self._label(pl_module)
         bar, step = self.train_progress_bar, trainer.global_step - self._level * self.schedule.steps
-        redraw = step == bar.total or time.monotonic() - bar.last_print_t >= bar.mininterval
-        if redraw and not bar.disable:  # at most every 0.1 s: a redraw per step doubled step time here
+        if bar.disable:  # ranks other than zero
+            return
+        # redraw at most every mininterval (a redraw per step doubled the step time)
+        if step == bar.total or time.monotonic() - bar.last_print_t >= bar.mininterval:
             bar.n = step
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
