@@ -60,9 +60,7 @@ class ClassificationModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = F.cross_entropy(self.network(x), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
+        return F.cross_entropy(self.network(x), y)  # logged by PruningCallback, averaged between evaluations
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:

@@ -60,7 +60,7 @@ BAD_INPUT = [
     (["train.steps=0"], "train.steps=0", "integer >= 1"),
     (["init=foo"], "init=foo", "random_prune, reinit, rewind, winning_ticket"),
     (["optim=rmsprop"], "optim=rmsprop", "adam, sgd"),
-    (["model=vgg99"], "model=vgg99", "lenet300_100, mlp"),
+    (["model=vgg99"], "model=vgg99", "lenet300_100, lenet5, mlp, resnet20, vgg16, vgg19"),
     (["init=rewind", "init.rewind_step=500", "train.steps=100"], "init.rewind_step=500", "[0, 100]"),
     (["prune.scope=globl"], "prune.scope='globl'", "global, layer"),
     (["prune.rat=0.3"], "prune.rat", "rate"),

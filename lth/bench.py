@@ -1,0 +1,184 @@
+"""``python -m lth.bench``: lth's training path against a hand-written PyTorch loop, in one process.
+
+Both train LeNet-300-100 on random MNIST-shaped data held in memory (60,000 + 10,000 images written
+as idx files and read through ``data=mnist``), batch 60, the same optimizer and the same masks:
+- lth: ``build_job`` + ``execute`` (Lightning Trainer, PruningCallback, MaskedNetwork), 2 levels;
+  steps/s is taken over level 1, where 20% of the hidden weights (10% of the output layer) are pruned;
+- raw: ``randperm`` per epoch, index a batch, forward, backward, step, ``weight *= mask``.
+It prints steps/s of each (by wall clock, and by the main thread's CPU time, which other processes
+on a shared machine disturb much less), their ratios, the share of an lth step spent drawing its
+batch, and the wall time of one IMP level. The raw loop runs twice and its faster run counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import Tensor, nn
+
+from lth.config import CONF_DIR
+from lth.data.idx import write_idx
+from lth.data.vision import IDX_FILES
+from lth.module import build_optimizer
+from lth.train import Job, build_job, execute
+
+TARGET_RATIO = 1.3
+
+
+def write_random_mnist(root: Path, seed: int) -> None:
+    """60,000 train and 10,000 test random 28x28 images with random labels, as MNIST idx files."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = {"train": 60000, "t10k": 10000}
+    for name in IDX_FILES:
+        n = sizes[name.split("-")[0]]
+        shape = (n, 28, 28) if "images" in name else (n,)
+        high = 256 if "images" in name else 10
+        write_idx(root / name, torch.randint(0, high, shape, generator=g, dtype=torch.uint8))
+
+
+def now() -> tuple[float, float]:
+    """(wall clock, CPU time of this thread) in seconds."""
+    return time.perf_counter(), time.thread_time()
+
+
+def rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
+    """Steps per second of wall time and of CPU time between two ``now()`` readings."""
+    return steps / (end[0] - start[0]), steps / (end[1] - start[1])
+
+
+class StepClock(pl.Callback):
+    """``now()`` at the end of every training batch."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.times.append(now())
+
+
+def lth_job(root: Path, steps: int, optim: str, overrides: list[str]) -> Job:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "data=mnist",
+                f"data.root={root}",
+                "model=lenet300_100",
+                f"optim={optim}",
+                "train.batch_size=60",
+                f"train.steps={steps}",
+                f"train.eval_every={steps}",
+                "prune.levels=1",
+                "logger=none",
+                "trainer=cpu",
+                f"paths.output_dir={root / 'run'}",
+                *overrides,
+            ],
+        )
+    return build_job(cfg)
+
+
+def raw_loop(
+    model: nn.Module, masks: dict[str, Tensor], x: Tensor, y: Tensor, optim: dict[str, Any], steps: int
+) -> tuple[float, float]:
+    """Steps per second (wall, CPU) of a minimal loop: randperm per epoch, index, forward, backward,
+    step, multiply the weights by their (float) masks."""
+    optimizer = build_optimizer(model.parameters(), optim)
+    params = dict(model.named_parameters())
+    batch, per_epoch = 60, len(x) // 60
+
+    def batches():
+        for epoch in itertools.count():
+            perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+            for i in range(per_epoch):
+                rows = perm[i * batch : (i + 1) * batch]
+                yield x[rows], y[rows]
+
+    stream = batches()
+    start = now()
+    for step in range(steps + 50):  # 50 warm-up steps
+        if step == 50:
+            start = now()
+        xb, yb = next(stream)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for name, mask in masks.items():
+                params[name].mul_(mask)
+    return rates(steps, start, now())
+
+
+def fetch_seconds(job: Job, steps: int) -> float:
+    """Seconds per batch drawn from lth's own training stream (ShuffledBatches)."""
+    stream = iter(job.datamodule.train_dataloader())
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(stream)
+    return (time.perf_counter() - start) / steps
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000, help="training steps per level (default 2000)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--optim", choices=["adam", "sgd"], default="adam")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra lth config overrides, e.g. trainer.enable_progress_bar=false"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_random_mnist(root, seed=0)
+        job = lth_job(root, args.steps, args.optim, args.overrides)
+        clock = StepClock()
+        job.trainer.callbacks.append(clock)
+        records = execute(job)
+        level_1 = clock.times[args.steps :]  # batch ends of level 1
+        lth_wall, lth_cpu = rates(len(level_1) - 1, level_1[0], level_1[-1])
+
+        network = job.module.network  # the raw loop continues from lth's final weights and masks
+        masks = {name: network.mask(name).float() for name in network.prunable}
+        data, optim = job.datamodule.split("train"), job.module.optim
+        raw = [raw_loop(copy.deepcopy(network.model), masks, *data, optim, args.steps) for _ in range(2)]
+        raw_wall, raw_cpu = max(r[0] for r in raw), max(r[1] for r in raw)
+        fetch = fetch_seconds(job, args.steps)
+
+    print(f"  {'':<28}{'wall clock':>22}{'CPU time':>22}")
+    for name, wall, cpu in (
+        ("raw PyTorch loop", raw_wall, raw_cpu),
+        ("lth (Lightning + masks)", lth_wall, lth_cpu),
+    ):
+        print(f"  {name:<28}{wall:10.0f} steps/s{cpu:14.0f} steps/s")
+    ratio_wall, ratio_cpu = raw_wall / lth_wall, raw_cpu / lth_cpu
+    verdict = "ok" if ratio_cpu <= TARGET_RATIO else "MISSED"
+    print(
+        f"  {'lth / raw time per step':<28}{ratio_wall:17.2f}x{ratio_cpu:21.2f}x   (target <= {TARGET_RATIO}x: {verdict})"
+    )
+    print(
+        f"  batch fetch (lth's stream)  {1e6 * fetch:8.0f} us = {100 * fetch * lth_wall:.1f}% of an lth step (wall)"
+    )
+    wall = records[1]["wall_s"]
+    print(
+        f"  one IMP level               {wall:8.1f} s = {args.steps} steps + eval + prune + rewind "
+        f"(50K steps: ~{wall * 50000 / args.steps:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
