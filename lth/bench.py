@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         clock = StepClock()
         job.trainer.callbacks.append(clock)
         records = execute(job)
-        level_1 = clock.times[args.steps :]  # batch ends of level 1
+        level_1 = clock.times[args.steps : -1]  # batch ends of level 1, without its final evaluation
         lth_wall, lth_cpu = rates(len(level_1) - 1, level_1[0], level_1[-1])
 
         network = job.module.network  # the raw loop continues from lth's final weights and masks

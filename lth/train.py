@@ -83,6 +83,13 @@ def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict
     return {name: rate(name) for name in prunable}
 
 
+def progress_bar(cfg: DictConfig) -> list[TQDMProgressBar]:
+    """Lightning's bar refreshed every ``train.progress_every`` steps (its default, every step, is slow)."""
+    if not cfg.trainer.get("enable_progress_bar", True):
+        return []
+    return [TQDMProgressBar(refresh_rate=cfg.train.progress_every)]
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
@@ -125,7 +132,7 @@ def build_job(cfg: DictConfig) -> Job:
         **cfg.trainer,
         max_steps=(cfg.prune.levels + 1) * cfg.train.steps,
         logger=instantiate(cfg.logger) if cfg.logger else False,
-        callbacks=[callback, TQDMProgressBar(refresh_rate=cfg.train.progress_every)],
+        callbacks=[callback, *progress_bar(cfg)],
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,

@@ -41,9 +41,12 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles CIFAR batches (dicts of lists and numpy arrays) and refuses any other class."""
 
     ALLOWED = frozenset(
-        (module, name)
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy")
-        for name in ("_reconstruct", "ndarray", "dtype", "scalar")
+        {("_codecs", "encode")}  # bytes in protocol-2 pickles written by Python 3
+        | {
+            (module, name)
+            for module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy")
+            for name in ("_reconstruct", "ndarray", "dtype", "scalar")
+        }
     )
 
     def find_class(self, module: str, name: str) -> Any:
