@@ -7,7 +7,7 @@ as idx files and read through ``data=mnist``), batch 60, the same optimizer and 
 - raw: ``randperm`` per epoch, index a batch, forward, backward, step, ``weight *= mask``.
 It prints steps/s of each (by wall clock, and by the main thread's CPU time, which other processes
 on a shared machine disturb much less), their ratios, the share of an lth step spent drawing its
-batch, and the wall time of one IMP level. The raw loop runs twice and its faster run counts.
+batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and reports medians.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +93,8 @@ def lth_job(root: Path, steps: int, optim: str, overrides: list[str]) -> Job:
 def raw_loop(
     model: nn.Module, masks: dict[str, Tensor], x: Tensor, y: Tensor, optim: dict[str, Any], steps: int
 ) -> tuple[float, float]:
-    """Steps per second (wall, CPU) of a minimal loop: randperm per epoch, index, forward, backward,
-    step, multiply the weights by their (float) masks."""
+    """Steps per second (wall, CPU) of a minimal loop: randperm per epoch, index_select a batch,
+    forward, backward, step, multiply the weights by their (float) masks."""
     optimizer = build_optimizer(model.parameters(), optim)
     params = dict(model.named_parameters())
     batch, per_epoch = 60, len(x) // 60
@@ -102,7 +104,7 @@ def raw_loop(
             perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
             for i in range(per_epoch):
                 rows = perm[i * batch : (i + 1) * batch]
-                yield x[rows], y[rows]
+                yield x.index_select(0, rows), y.index_select(0, rows)
 
     stream = batches()
     start = now()
@@ -128,9 +130,42 @@ def fetch_seconds(job: Job, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+@dataclass(frozen=True)
+class Round:
+    """One lth run and the raw loop right after it (steps/s by wall clock and CPU time)."""
+
+    lth: tuple[float, float]
+    raw: tuple[float, float]
+    fetch_s: float
+    level_s: float
+
+    @property
+    def ratios(self) -> tuple[float, float]:
+        return self.raw[0] / self.lth[0], self.raw[1] / self.lth[1]
+
+
+def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
+    job = lth_job(root, steps, optim, overrides)
+    clock = StepClock()
+    job.trainer.callbacks.append(clock)
+    records = execute(job)
+    level_1 = clock.times[steps:-1]  # batch ends of level 1, without its final evaluation
+    network = job.module.network  # the raw loop continues from lth's final weights and masks
+    masks = {name: network.mask(name).float() for name in network.prunable}
+    raw = raw_loop(
+        copy.deepcopy(network.model), masks, *job.datamodule.split("train"), job.module.optim, steps
+    )
+    return Round(
+        rates(len(level_1) - 1, level_1[0], level_1[-1]), raw, fetch_seconds(job, steps), records[1]["wall_s"]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="training steps per level (default 2000)")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="lth + raw rounds; medians are reported (default 3)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     parser.add_argument(
@@ -138,45 +173,31 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
-    )
-
+    header = f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_random_mnist(root, seed=0)
-        job = lth_job(root, args.steps, args.optim, args.overrides)
-        clock = StepClock()
-        job.trainer.callbacks.append(clock)
-        records = execute(job)
-        level_1 = clock.times[args.steps : -1]  # batch ends of level 1, without its final evaluation
-        lth_wall, lth_cpu = rates(len(level_1) - 1, level_1[0], level_1[-1])
+        write_random_mnist(Path(tmp), seed=0)
+        rounds = [measure(Path(tmp), args.steps, args.optim, args.overrides) for _ in range(args.rounds)]
 
-        network = job.module.network  # the raw loop continues from lth's final weights and masks
-        masks = {name: network.mask(name).float() for name in network.prunable}
-        data, optim = job.datamodule.split("train"), job.module.optim
-        raw = [raw_loop(copy.deepcopy(network.model), masks, *data, optim, args.steps) for _ in range(2)]
-        raw_wall, raw_cpu = max(r[0] for r in raw), max(r[1] for r in raw)
-        fetch = fetch_seconds(job, args.steps)
-
-    print(f"  {'':<28}{'wall clock':>22}{'CPU time':>22}")
-    for name, wall, cpu in (
-        ("raw PyTorch loop", raw_wall, raw_cpu),
-        ("lth (Lightning + masks)", lth_wall, lth_cpu),
-    ):
-        print(f"  {name:<28}{wall:10.0f} steps/s{cpu:14.0f} steps/s")
-    ratio_wall, ratio_cpu = raw_wall / lth_wall, raw_cpu / lth_cpu
-    verdict = "ok" if ratio_cpu <= TARGET_RATIO else "MISSED"
+    print(header)
+    print(f"  {'steps/s (wall | CPU)':<24}{'raw loop':>16}{'lth':>16}{'lth/raw time':>18}")
+    for k, r in enumerate(rounds, start=1):
+        print(
+            f"  round {k:<18}{r.raw[0]:7.0f} | {r.raw[1]:<6.0f}{r.lth[0]:7.0f} | {r.lth[1]:<6.0f}"
+            f"{r.ratios[0]:8.2f}x | {r.ratios[1]:.2f}x"
+        )
+    wall, cpu = (statistics.median(r.ratios[i] for r in rounds) for i in (0, 1))
+    verdict = "ok" if cpu <= TARGET_RATIO else "MISSED"
     print(
-        f"  {'lth / raw time per step':<28}{ratio_wall:17.2f}x{ratio_cpu:21.2f}x   (target <= {TARGET_RATIO}x: {verdict})"
+        f"  median lth / raw time per step: {wall:.2f}x wall, {cpu:.2f}x CPU (target <= {TARGET_RATIO}x: {verdict})"
     )
+    fetch = statistics.median(r.fetch_s * r.lth[0] for r in rounds)
     print(
-        f"  batch fetch (lth's stream)  {1e6 * fetch:8.0f} us = {100 * fetch * lth_wall:.1f}% of an lth step (wall)"
+        f"  batch fetch: {1e6 * statistics.median(r.fetch_s for r in rounds):.0f} us = {100 * fetch:.1f}% of an lth step"
     )
-    wall = records[1]["wall_s"]
+    level = statistics.median(r.level_s for r in rounds)
     print(
-        f"  one IMP level               {wall:8.1f} s = {args.steps} steps + eval + prune + rewind "
-        f"(50K steps: ~{wall * 50000 / args.steps:.0f} s)"
+        f"  one IMP level: {level:.1f} s = {args.steps} steps + eval + prune + rewind "
+        f"(50K steps: ~{level * 50000 / args.steps:.0f} s)"
     )
 
 

