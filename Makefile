@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report test lint clean
+.PHONY: help install train sweep report test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SW
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)  ## time lth's training step against a hand-written PyTorch loop (1 thread; ARGS="--threads 2")
+	$(PY) -m lth.bench $(ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check lth tests

@@ -92,8 +92,9 @@ def check_config(cfg: DictConfig) -> None:
         ("optim.schedule", _one_of(SCHEDULES)),
         ("optim.warmup_steps", _int_in(0, steps if _is_int(steps) else float("inf"))),
     ]
-    if cfg.prune.get("output_rate") is not None:
-        checks.append(("prune.output_rate", OPEN_UNIT))
+    for key in ("output_rate", "conv_rate"):
+        if cfg.prune.get(key) is not None:
+            checks.append((f"prune.{key}", OPEN_UNIT))
     if cfg.train.get("checkpoint_every") is not None:
         checks.append(("train.checkpoint_every", _int_in(1)))
     at_init = cfg.prune.get("at_init")
@@ -122,6 +123,14 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:
         checks.append(("model.init", _one_of(INITIALIZERS)))
+    if "depth" in cfg.model:
+        depth_ok = (
+            (lambda v: _is_int(v) and v >= 8 and (v - 2) % 6 == 0),
+            "an integer 6n+2 >= 8 (20, 32, 44, 56, 110)",
+        )
+        checks.append(("model.depth", depth_ok))
+    if "download" in cfg.data:
+        checks.append(("data.download", ((lambda v: isinstance(v, bool)), "true or false")))
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
     if cfg.get("logger") and cfg.logger.get("_target_") == "lth.loggers.wandb_logger":
@@ -157,6 +166,17 @@ def _composition_error(exc: ConfigCompositionException, overrides: list[str]) ->
     return "lth: invalid config: " + str(exc).strip().splitlines()[0]
 
 
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The overrides of every job of ``-m overrides``, as Hydra's basic sweeper expands them: the
+    composed config's ``hydra.sweeper.params`` (e.g. from an experiment preset) come first, the
+    command line after them. Needs an initialised Hydra (``initialize_config_dir``)."""
+    parser = OverridesParser.create()
+    first = BasicSweeper.split_arguments(parser.parse_overrides(overrides), None)[0][0]
+    params = compose("config", overrides=list(first), return_hydra_config=True).hydra.sweeper.get("params")
+    expanded = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+    return [list(job) for job in BasicSweeper.split_arguments(parser.parse_overrides(expanded), None)[0]]
+
+
 def precheck(argv: list[str]) -> str | None:
     """Compose and check every job the command line asks for; return a one-line error, or None.
 
@@ -166,12 +186,13 @@ def precheck(argv: list[str]) -> str | None:
     args = get_args_parser().parse_args(argv)
     if args.config_name or args.config_path or args.config_dir:
         return None
-    parsed = OverridesParser.create().parse_overrides(args.overrides)
-    try:
-        jobs = BasicSweeper.split_arguments(parsed, None)[0] if args.multirun else [args.overrides]
-    except HydraException:
-        return None
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:
+            jobs = sweep_jobs(args.overrides) if args.multirun else [args.overrides]
+        except ConfigCompositionException as exc:
+            return _composition_error(exc, list(args.overrides))
+        except HydraException:
+            return None
         for overrides in jobs:
             try:
                 cfg = compose("config", overrides=list(overrides), return_hydra_config=True)

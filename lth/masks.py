@@ -3,7 +3,9 @@
 The model itself is never modified: its state dict keeps plain names (``fc1.weight``), the masks sit
 beside it under ``masks.<name with dots as __>``. Pruned weights are kept exactly zero by
 ``apply_masks`` (after every optimizer step) and ``mask_gradients`` (before it), so the forward pass
-needs no multiply. ``hold_pruned_at`` holds them at given values (theta_0) instead of zero.
+needs no multiply. Both multiply by float copies of the masks (``factors``, not saved: multiplying a
+float tensor by a bool one is several times slower on CPU), refreshed whenever the masks change.
+``hold_pruned_at`` holds pruned weights at given values (theta_0) instead of zero.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PRUNABLE_MODULES = (nn.Linear, *CONV_MODULES)
 
 
 def buffer_name(tensor_name: str) -> str:
@@ -36,9 +39,12 @@ class MaskedNetwork(nn.Module):
         self.model = model
         self.masks = nn.Module()
         params = dict(model.named_parameters())
+        self.factors = nn.Module()
         self.prunable: list[str] = list(prunable)
         for name in self.prunable:
             self.masks.register_buffer(buffer_name(name), torch.ones_like(params[name], dtype=torch.bool))
+            self.factors.register_buffer(buffer_name(name), torch.ones_like(params[name]), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_factors())
         self.frozen: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -58,10 +64,20 @@ class MaskedNetwork(nn.Module):
         """Detached copies of the prunable weights."""
         return {name: self.weight(name).detach().clone() for name in self.prunable}
 
+    def factor(self, name: str) -> Tensor:
+        return getattr(self.factors, buffer_name(name))
+
+    @torch.no_grad()
+    def refresh_factors(self) -> None:
+        """Copy the bool masks into their float factors (after any change of the masks)."""
+        for name in self.prunable:
+            self.factor(name).copy_(self.mask(name))
+
     @torch.no_grad()
     def set_masks(self, masks: Mapping[str, Tensor]) -> None:
         for name in self.prunable:
             self.mask(name).copy_(masks[name])
+        self.refresh_factors()
         self.apply_masks()
 
     @torch.no_grad()
@@ -76,7 +92,7 @@ class MaskedNetwork(nn.Module):
         for name in self.prunable:
             weight, mask = self.weight(name), self.mask(name)
             if self.frozen is None:
-                weight.mul_(mask)
+                weight.mul_(self.factor(name))
             else:
                 weight.copy_(torch.where(mask, weight, self.frozen[name]))
 
@@ -87,7 +103,7 @@ class MaskedNetwork(nn.Module):
         with torch.no_grad():
             self.model.load_state_dict(state)
             for name in self.prunable:
-                self.weight(name).mul_(self.mask(name))
+                self.weight(name).mul_(self.factor(name))
         try:
             yield
         finally:
@@ -100,7 +116,7 @@ class MaskedNetwork(nn.Module):
         for name in self.prunable:
             grad = self.weight(name).grad
             if grad is not None:
-                grad.mul_(self.mask(name))
+                grad.mul_(self.factor(name))
 
     def model_state(self) -> dict[str, Tensor]:
         """Detached copy of the whole model state (weights, biases, buffers), plain names."""

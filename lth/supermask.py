@@ -41,3 +41,4 @@ class LearnedSupermask(MaskedNetwork):
         """Refresh the mask buffers from the scores; the frozen weights are never changed."""
         for name in self.prunable:
             self.mask(name).copy_(self.score(name) > 0)
+        self.refresh_factors()

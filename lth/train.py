@@ -14,6 +14,8 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -27,7 +29,8 @@ from lth.console import LotteryProgressBar, print_results
 from lth.data import InMemoryDataModule
 from lth.init import Restart, derived_seed
 from lth.loggers import finish_loggers, run_name, start_loggers
-from lth.masks import MaskedNetwork, prunable_weight_names
+from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
+from lth.models import IncompatibleInput
 from lth.module import ClassificationModule
 from lth.results import RunDirectory
 from lth.supermask import LearnedSupermask
@@ -35,24 +38,53 @@ from lth.supermask import LearnedSupermask
 log = logging.getLogger("lth")
 
 
+def choice(cfg: DictConfig, group: str) -> str:
+    """The option chosen for a config group (``conv2``), or its ``_target_`` outside a Hydra run."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group))
+    return str(cfg[group]._target_)
+
+
 def model_factory(cfg: DictConfig, datamodule: InMemoryDataModule) -> Callable[[int], nn.Module]:
-    """Build the configured model with its weights drawn from ``seed`` (global RNG left untouched)."""
+    """Build the configured model with its weights drawn from ``seed`` (global RNG left untouched).
+
+    A model that cannot take the data's input shape is a ConfigError naming both.
+    """
 
     def build(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return instantiate(
-                cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes
-            )
+            try:
+                return instantiate(
+                    cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes
+                )
+            except InstantiationException as exc:
+                if not isinstance(exc.__cause__, IncompatibleInput):
+                    raise
+                raise ConfigError(
+                    f"lth: invalid config: model={choice(cfg, 'model')} does not fit "
+                    f"data={choice(cfg, 'data')}: {exc.__cause__}"
+                ) from None
 
     return build
 
 
 def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict[str, float]:
-    """Each prunable tensor's rate: the output layer (last Linear/Conv) at ``prune.output_rate``."""
+    """Each prunable tensor's rate: the output layer (last Linear/Conv) at ``prune.output_rate``
+    (null = half of ``prune.rate``), the other conv layers at ``prune.conv_rate`` (null = ``prune.rate``),
+    the rest at ``prune.rate``."""
     output = prunable_weight_names(model)[-1]
     output_rate = cfg.prune.output_rate if cfg.prune.output_rate is not None else cfg.prune.rate / 2
-    return {name: output_rate if name == output else cfg.prune.rate for name in prunable}
+    conv_rate = cfg.prune.get("conv_rate")
+    conv_rate = conv_rate if conv_rate is not None else cfg.prune.rate
+
+    def rate(name: str) -> float:
+        if name == output:
+            return output_rate
+        is_conv = isinstance(model.get_submodule(name.rpartition(".")[0]), CONV_MODULES)
+        return conv_rate if is_conv else cfg.prune.rate
+
+    return {name: rate(name) for name in prunable}
 
 
 def unit_tensors(structure: str, model: nn.Module, prunable: list[str]) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ BAD_INPUT = [
     (["init=foo"], "init=foo", "random_prune, reinit, reshuffle, rewind, scratch, signed_constant"),
     (["init.pruned_weights=init"], "init.pruned_weights='init'", "frozen_init, zero"),
     (["optim=rmsprop"], "optim=rmsprop", "adam, sgd"),
-    (["model=vgg99"], "model=vgg99", "lenet300_100, mlp"),
+    (["model=vgg99"], "model=vgg99", "lenet300_100, lenet5, mlp, resnet20, vgg16, vgg19"),
     (["init=rewind", "init.rewind_step=500", "train.steps=100"], "init.rewind_step=500", "[0, 100]"),
     (["prune.scope=globl"], "prune.scope='globl'", "global, layer"),
     (["prune.structure=row"], "prune.structure='row'", "filter, neuron, unstructured"),

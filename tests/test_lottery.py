@@ -213,3 +213,22 @@ def test_same_seed_same_results_on_cpu(make_cfg: Callable[..., DictConfig], tmp_
     assert all(torch.equal(x[n], y[n]) for x, y in zip(first[1], again[1], strict=True) for n in x)
     assert first[0] != other[0]
     assert not torch.equal(first[1][2]["fc1.weight"], other[1][2]["fc1.weight"])
+
+
+def test_optimizer_follows_the_schedule_step_by_step_and_restarts_each_level(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    lrs: list[float] = []
+
+    class LearningRates(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    cfg = make_cfg(
+        "optim.schedule=linear", "optim.lr=0.1", "train.steps=10", "train.eval_every=5", "prune.levels=1"
+    )
+    job = build_job(cfg)
+    job.trainer.callbacks.append(LearningRates())
+    execute(job)
+    assert job.trainer.global_step == 20
+    assert lrs == pytest.approx([0.1 * (1 - t / 10) for t in range(10)] * 2)

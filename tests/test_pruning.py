@@ -145,3 +145,26 @@ def test_random_masks_keep_counts_and_nest(seed: int) -> None:
         assert int(drawn[name].sum()) == int(target[name].sum())
         assert not (drawn[name] & ~previous[name]).any()
         assert not torch.equal(drawn[name], target[name])
+
+
+def test_mask_factors_follow_masks_set_or_loaded_from_a_state_dict() -> None:
+    from lth.masks import MaskedNetwork
+
+    def network() -> MaskedNetwork:
+        torch.manual_seed(0)
+        return MaskedNetwork(
+            nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)), ["0.weight", "2.weight"]
+        )
+
+    source, target = network(), network()
+    masks = prune_masks(
+        magnitude(source.weights()), source.mask_dict(), dict.fromkeys(source.prunable, 0.5), "layer", 0.5
+    )
+    source.set_masks(masks)
+    assert "factors.0__weight" not in source.state_dict()  # float copies are not saved
+    target.load_state_dict(source.state_dict())  # e.g. a resumed checkpoint
+    for name in target.prunable:
+        assert torch.equal(target.factor(name), masks[name].float())
+        target.weight(name).grad = torch.ones_like(target.weight(name))
+    target.mask_gradients()
+    assert all(torch.equal(target.weight(n).grad, masks[n].float()) for n in target.prunable)

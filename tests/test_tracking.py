@@ -123,7 +123,7 @@ def test_a_single_run_is_grouped_by_its_run_dir_and_typed_by_its_experiment(lth_
     presets.mkdir(parents=True)
     (presets / "tiny_imp.yaml").write_text("# @package _global_\nprune:\n  levels: 1\n")
     run_dir = tmp_path / "run"
-    overrides = ["+experiment=tiny_imp", *FAST[:3]]
+    overrides = ["experiment=tiny_imp", *FAST[:3]]
     proc = lth_cli(*overrides, f"hydra.searchpath=[file://{presets.parent}]", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     wandb_dir, run = offline_run(run_dir)

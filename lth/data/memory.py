@@ -1,8 +1,9 @@
 """In-memory datasets: tensors loaded once, batches drawn by indexing.
 
 The batch of global step ``t`` is a pure function of ``(seed, t)``: epoch ``e = t // batches_per_epoch``
-is a fresh ``randperm`` seeded by ``(seed, e)``. A resumed run therefore continues with exactly the
-batches it would have seen, and under DDP rank ``r`` of ``w`` takes every ``w``-th row of each global batch.
+is a fresh ``randperm`` seeded by ``(seed, e)``, and a training augmentation draws from a generator
+seeded by ``(seed, t)``. A resumed run therefore continues with exactly the batches it would have
+seen, and under DDP rank ``r`` of ``w`` takes every ``w``-th row of each global batch.
 """
 
 from __future__ import annotations
@@ -16,17 +17,28 @@ from torch import Tensor
 from lth.init import derived_seed
 
 Split = tuple[Tensor, Tensor]
+Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
 
 class ShuffledBatches:
-    """An endless stream of shuffled mini-batches of ``(x, y)``; ``position()`` gives (start step, rank, world)."""
+    """An endless stream of shuffled mini-batches of ``(x, y)``; ``position()`` gives (start step, rank, world).
+
+    ``augment(x, generator)``, if given, transforms each global batch of inputs.
+    """
 
     def __init__(
-        self, x: Tensor, y: Tensor, batch_size: int, seed: int, position: Callable[[], tuple[int, int, int]]
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        seed: int,
+        position: Callable[[], tuple[int, int, int]],
+        augment: Augmentation | None = None,
     ) -> None:
         if batch_size > len(x):
             raise ValueError(f"train.batch_size={batch_size} exceeds the {len(x)} training examples")
         self.x, self.y, self.batch_size, self.seed, self.position = x, y, batch_size, seed, position
+        self.augment = augment
         self.batches_per_epoch = len(x) // batch_size
 
     def permutation(self, epoch: int) -> Tensor:
@@ -39,8 +51,15 @@ class ShuffledBatches:
         while True:
             perm = self.permutation(epoch)
             for i in range(index, self.batches_per_epoch):
-                rows = perm[i * self.batch_size : (i + 1) * self.batch_size][rank::world]
-                yield self.x[rows], self.y[rows]
+                rows = perm[i * self.batch_size : (i + 1) * self.batch_size]
+                if self.augment is None:
+                    rows = rows[rank::world]
+                    yield self.x.index_select(0, rows), self.y.index_select(0, rows)  # 2x faster than x[rows]
+                else:
+                    step = epoch * self.batches_per_epoch + i
+                    generator = torch.Generator().manual_seed(derived_seed(self.seed, "augment", step))
+                    x = self.augment(self.x.index_select(0, rows), generator)
+                    yield x[rank::world], self.y.index_select(0, rows)[rank::world]
             epoch, index = epoch + 1, 0
 
 
@@ -48,9 +67,11 @@ class InMemoryDataModule(pl.LightningDataModule):
     """Base class: subclasses implement ``load()`` returning the full train and the test split.
 
     ``val_size`` examples are held out of the training split (a seeded permutation) for validation.
+    ``augmentation`` (None here) transforms training batches only.
     """
 
     num_classes: int
+    augmentation: Augmentation | None = None
 
     def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -89,4 +110,4 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> ShuffledBatches:
         x, y = self.split("train")
-        return ShuffledBatches(x, y, self.batch_size, self.seed, self._position)
+        return ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation)

@@ -1,6 +1,12 @@
-"""Dense architectures only: plain nn.Modules that know nothing of masks."""
+"""Dense architectures only: plain nn.Modules that know nothing of masks.
 
+Every model takes ``input_shape`` and ``num_classes`` first; its output layer is its last Linear/Conv.
+"""
+
+from lth.models.conv import ConvNet
 from lth.models.initializers import INITIALIZERS, initialize
 from lth.models.mlp import MLP
+from lth.models.resnet import ResNet
+from lth.models.shapes import IncompatibleInput
 
-__all__ = ["INITIALIZERS", "MLP", "initialize"]
+__all__ = ["INITIALIZERS", "MLP", "ConvNet", "IncompatibleInput", "ResNet", "initialize"]

@@ -1,7 +1,8 @@
 """Weight initialisers, applied to every Linear/Conv layer of a model.
 
 - ``default``: PyTorch's own ``reset_parameters`` (Kaiming-uniform weights, uniform biases).
-- ``glorot_normal``: Gaussian Glorot weights, zero biases (Frankle & Carbin's LeNet-300-100).
+- ``glorot_normal``: Gaussian Glorot weights, zero biases (Frankle & Carbin's LeNet-300-100, Conv-2/4/6).
+- ``kaiming_normal``: Gaussian He (fan-in) weights, zero biases (OpenLTH's VGG and ResNet).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ def _glorot_normal(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _kaiming_normal(module: nn.Module) -> None:
+    nn.init.kaiming_normal_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 INITIALIZERS: dict[str, Callable[[nn.Module], None]] = {
     "default": lambda module: module.reset_parameters(),
     "glorot_normal": _glorot_normal,
+    "kaiming_normal": _kaiming_normal,
 }
 
 

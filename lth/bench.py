@@ -1,0 +1,205 @@
+"""``python -m lth.bench``: lth's training path against a hand-written PyTorch loop, in one process.
+
+Both train LeNet-300-100 on random MNIST-shaped data held in memory (60,000 + 10,000 images written
+as idx files and read through ``data=mnist``), batch 60, the same optimizer and the same masks:
+- lth: ``build_job`` + ``execute`` (Lightning Trainer, PruningCallback, MaskedNetwork), 2 levels;
+  steps/s is taken over level 1, where 20% of the hidden weights (10% of the output layer) are pruned;
+- raw: ``randperm`` per epoch, index a batch, forward, backward, step, ``weight *= mask``.
+It prints steps/s of each (by wall clock, and by the main thread's CPU time, which other processes
+on a shared machine disturb much less), their ratios, the share of an lth step spent drawing its
+batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and reports medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import Tensor, nn
+
+from lth.config import CONF_DIR
+from lth.data.idx import write_idx
+from lth.data.vision import IDX_FILES
+from lth.module import build_optimizer
+from lth.train import Job, build_job, execute
+
+TARGET_RATIO = 1.3
+
+
+def write_random_mnist(root: Path, seed: int) -> None:
+    """60,000 train and 10,000 test random 28x28 images with random labels, as MNIST idx files."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = {"train": 60000, "t10k": 10000}
+    for name in IDX_FILES:
+        n = sizes[name.split("-")[0]]
+        shape = (n, 28, 28) if "images" in name else (n,)
+        high = 256 if "images" in name else 10
+        write_idx(root / name, torch.randint(0, high, shape, generator=g, dtype=torch.uint8))
+
+
+def now() -> tuple[float, float]:
+    """(wall clock, CPU time of this thread) in seconds."""
+    return time.perf_counter(), time.thread_time()
+
+
+def rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
+    """Steps per second of wall time and of CPU time between two ``now()`` readings."""
+    return steps / (end[0] - start[0]), steps / (end[1] - start[1])
+
+
+class StepClock(pl.Callback):
+    """``now()`` at the end of every training batch."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.times.append(now())
+
+
+def lth_job(root: Path, steps: int, optim: str, overrides: list[str]) -> Job:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "data=mnist",
+                f"data.root={root}",
+                "model=lenet300_100",
+                f"optim={optim}",
+                "train.batch_size=60",
+                f"train.steps={steps}",
+                f"train.eval_every={steps}",
+                "prune.levels=1",
+                "logger=none",
+                "trainer=cpu",
+                f"paths.output_dir={root / 'run'}",
+                *overrides,
+            ],
+        )
+    return build_job(cfg)
+
+
+def raw_loop(
+    model: nn.Module, masks: dict[str, Tensor], x: Tensor, y: Tensor, optim: dict[str, Any], steps: int
+) -> tuple[float, float]:
+    """Steps per second (wall, CPU) of a minimal loop: randperm per epoch, index_select a batch,
+    forward, backward, step, multiply the weights by their (float) masks."""
+    optimizer = build_optimizer(model.parameters(), optim)
+    params = dict(model.named_parameters())
+    batch, per_epoch = 60, len(x) // 60
+
+    def batches():
+        for epoch in itertools.count():
+            perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+            for i in range(per_epoch):
+                rows = perm[i * batch : (i + 1) * batch]
+                yield x.index_select(0, rows), y.index_select(0, rows)
+
+    stream = batches()
+    start = now()
+    for step in range(steps + 50):  # 50 warm-up steps
+        if step == 50:
+            start = now()
+        xb, yb = next(stream)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for name, mask in masks.items():
+                params[name].mul_(mask)
+    return rates(steps, start, now())
+
+
+def fetch_seconds(job: Job, steps: int) -> float:
+    """Seconds per batch drawn from lth's own training stream (ShuffledBatches)."""
+    stream = iter(job.datamodule.train_dataloader())
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(stream)
+    return (time.perf_counter() - start) / steps
+
+
+@dataclass(frozen=True)
+class Round:
+    """One lth run and the raw loop right after it (steps/s by wall clock and CPU time)."""
+
+    lth: tuple[float, float]
+    raw: tuple[float, float]
+    fetch_s: float
+    level_s: float
+
+    @property
+    def ratios(self) -> tuple[float, float]:
+        return self.raw[0] / self.lth[0], self.raw[1] / self.lth[1]
+
+
+def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
+    job = lth_job(root, steps, optim, overrides)
+    clock = StepClock()
+    job.trainer.callbacks.append(clock)
+    records = execute(job)
+    level_1 = clock.times[steps:-1]  # batch ends of level 1, without its final evaluation
+    network = job.module.network  # the raw loop continues from lth's final weights and masks
+    masks = {name: network.mask(name).float() for name in network.prunable}
+    raw = raw_loop(
+        copy.deepcopy(network.model), masks, *job.datamodule.split("train"), job.module.optim, steps
+    )
+    return Round(
+        rates(len(level_1) - 1, level_1[0], level_1[-1]), raw, fetch_seconds(job, steps), records[1]["wall_s"]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="lth + raw rounds; medians are reported (default 3)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--optim", choices=["adam", "sgd"], default="adam")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra lth config overrides, e.g. trainer.enable_progress_bar=false"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    header = f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_mnist(Path(tmp), seed=0)
+        rounds = [measure(Path(tmp), args.steps, args.optim, args.overrides) for _ in range(args.rounds)]
+
+    print(header)
+    print(f"  {'steps/s (wall | CPU)':<24}{'raw loop':>16}{'lth':>16}{'lth/raw time':>18}")
+    for k, r in enumerate(rounds, start=1):
+        print(
+            f"  round {k:<18}{r.raw[0]:7.0f} | {r.raw[1]:<6.0f}{r.lth[0]:7.0f} | {r.lth[1]:<6.0f}"
+            f"{r.ratios[0]:8.2f}x | {r.ratios[1]:.2f}x"
+        )
+    wall, cpu = (statistics.median(r.ratios[i] for r in rounds) for i in (0, 1))
+    verdict = "ok" if cpu <= TARGET_RATIO else "MISSED"
+    print(
+        f"  median lth / raw time per step: {wall:.2f}x wall, {cpu:.2f}x CPU (target <= {TARGET_RATIO}x: {verdict})"
+    )
+    fetch = statistics.median(r.fetch_s * r.lth[0] for r in rounds)
+    print(
+        f"  batch fetch: {1e6 * statistics.median(r.fetch_s for r in rounds):.0f} us = {100 * fetch:.1f}% of an lth step"
+    )
+    level = statistics.median(r.level_s for r in rounds)
+    print(
+        f"  one IMP level: {level:.1f} s = {args.steps} steps + eval + prune + rewind "
+        f"(50K steps: ~{level * 50000 / args.steps:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Paper presets (``experiment=``): they compose to the published setups, and liu_lr is a real sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datafiles import write_mnist
+from hydra import compose, initialize_config_dir
+
+from lth.config import CONF_DIR, check_config, precheck, sweep_jobs
+from lth.train import build_job, execute
+
+# preset -> (data target, model config, optimizer, lr, steps per level, conv_rate)
+PRESETS = {
+    "frankle_lenet": ("MNISTDataModule", "lenet300_100", "adam", 1.2e-3, 50000, None),
+    "frankle_conv2": ("CIFAR10DataModule", "conv2", "adam", 2e-4, 20000, 0.1),
+    "frankle_conv4": ("CIFAR10DataModule", "conv4", "adam", 3e-4, 25000, 0.1),
+    "frankle_conv6": ("CIFAR10DataModule", "conv6", "adam", 3e-4, 30000, 0.15),
+    "liu_lr": ("MNISTDataModule", "lenet300_100", "sgd", 0.1, 10000, None),
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_composes_to_the_published_setup(preset: str) -> None:
+    data, model, optim, lr, steps, conv_rate = PRESETS[preset]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"])
+        plain = compose("config", overrides=[f"model={model}"])
+    check_config(cfg)
+    assert cfg.data._target_.endswith(data) and cfg.model == plain.model
+    assert (cfg.optim.name, cfg.optim.lr, cfg.train.steps, cfg.train.batch_size) == (optim, lr, steps, 60)
+    assert (cfg.prune.rate, cfg.prune.get("conv_rate")) == (0.2, conv_rate)
+    assert cfg.prune.output_rate in (0.1, None)  # null = half of the fc rate = 0.1
+    assert precheck([f"experiment={preset}"]) is None
+
+
+def test_liu_lr_expands_to_winning_ticket_and_reinit_at_two_learning_rates() -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        jobs = sweep_jobs(["experiment=liu_lr"])
+        seeded = sweep_jobs(["experiment=liu_lr", "seed=0,1"])
+        fixed = sweep_jobs(["experiment=liu_lr", "optim.lr=0.05"])
+
+    def pairs(jobs: list[list[str]]) -> list[tuple[str, ...]]:
+        return sorted(tuple(sorted(o for o in job if not o.startswith("experiment="))) for job in jobs)
+
+    assert pairs(jobs) == sorted(
+        ("init=" + i, "optim.lr=" + lr) for i in ("winning_ticket", "reinit") for lr in ("0.1", "0.01")
+    )
+    assert len(seeded) == 8 and len(fixed) == 2  # the command line extends or overrides the preset's sweep
+    assert all("optim.lr=0.05" in job for job in fixed)
+    assert precheck(["-m", "experiment=liu_lr"]) is None
+    message = precheck(["-m", "experiment=liu_lr", "init=winning_ticket,reinitt"])
+    assert message is not None and "init=reinitt" in message
+
+
+def test_liu_lr_multirun_runs_its_four_jobs(lth_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = lth_cli(
+        "-m",
+        "experiment=liu_lr",
+        "data=digits",
+        "train.steps=10",
+        "train.eval_every=5",
+        "prune.levels=1",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = set()
+    for job in sweep.iterdir():
+        if job.is_dir() and (job / "DONE").exists():
+            config = (job / "config.yaml").read_text()
+            lr = "0.1" if "lr: 0.1\n" in config else "0.01" if "lr: 0.01\n" in config else "?"
+            init = "reinit" if "name: reinit" in config else "winning_ticket"
+            seen.add((init, lr))
+            assert json.loads((job / "DONE").read_text())["status"] == "complete"
+    assert seen == {(i, lr) for i in ("winning_ticket", "reinit") for lr in ("0.1", "0.01")}
+
+
+def test_frankle_lenet_trains_on_mnist_files_in_torchvision_layout(tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data" / "MNIST" / "raw", train=200, test=50)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "experiment=frankle_lenet",
+                f"data.root={tmp_path / 'data'}",
+                "data.val_size=40",
+                "train.steps=6",
+                "train.eval_every=3",
+                "prune.levels=2",
+                "logger=none",
+                f"paths.output_dir={tmp_path / 'run'}",
+            ],
+        )
+    records = execute(build_job(cfg))
+    assert [r["level"] for r in records] == [0, 1, 2]
+    assert records[2]["layers"]["fc1.weight"] == pytest.approx(0.8**2, abs=1e-3)
+    assert records[2]["layers"]["fc3.weight"] == pytest.approx(0.9**2, abs=1e-3)
