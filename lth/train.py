@@ -21,14 +21,16 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from lth.callbacks import PruningCallback, PruningPlan
+from lth.callbacks import Analysis, PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.config import ConfigError, check_config, check_exclude, precheck
 from lth.data import InMemoryDataModule
+from lth.data.teacher_student import TeacherStudentDataModule
 from lth.init import Restart, derived_seed
 from lth.masks import MaskedNetwork, prunable_weight_names
-from lth.module import ClassificationModule
+from lth.module import LotteryModule
 from lth.results import RunDirectory
+from lth.specialisation import specialisation
 
 log = logging.getLogger("lth")
 
@@ -53,12 +55,24 @@ def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict
     return {name: output_rate if name == output else cfg.prune.rate for name in prunable}
 
 
+def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
+    """Analyses recorded at every level: node specialisation for teacher-student data (on the test inputs)."""
+    if not isinstance(datamodule, TeacherStudentDataModule):
+        return {}
+    x = datamodule.split("test")[0]
+    return {
+        "specialisation": lambda model: specialisation(
+            datamodule.teacher, model, x, datamodule.match_threshold
+        )
+    }
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
 
     trainer: pl.Trainer
-    module: ClassificationModule
+    module: LotteryModule
     datamodule: InMemoryDataModule
     callback: PruningCallback
     run_dir: RunDirectory
@@ -77,7 +91,7 @@ def build_job(cfg: DictConfig) -> Job:
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     network = MaskedNetwork(model, prunable)
-    module = ClassificationModule(network, datamodule.num_classes, cfg.optim, cfg.train.steps)
+    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim, cfg.train.steps)
     run_dir = RunDirectory(cfg.paths.output_dir)
     callback = PruningCallback(
         levels=cfg.prune.levels,
@@ -90,6 +104,7 @@ def build_job(cfg: DictConfig) -> Job:
         fresh_state=lambda seed: build_model(seed).state_dict(),
         run_dir=run_dir,
         save_weights=cfg.results.save_weights,
+        analyses=level_analyses(datamodule),
     )
     trainer = pl.Trainer(
         **cfg.trainer,
@@ -131,12 +146,13 @@ def execute(job: Job) -> list[dict[str, Any]]:
         remove_checkpoints(job.run_dir.checkpoint_dir)
     for r in state.records:
         log.info(
-            "level %d  weights %5.1f%%  test_acc %.4f  early-stop step %d (test_acc %.4f)  %s",
+            "level %d  weights %5.1f%%  test_loss %.4g  test_acc %s  early-stop step %d (test_loss %.4g)  %s",
             r["level"],
             100 * r["weights_remaining"],
-            r["test_acc"],
+            r["test_loss"],
+            "n/a" if r["test_acc"] is None else f"{r['test_acc']:.4f}",
             r["early_stop_step"],
-            r["test_acc_at_early_stop"],
+            r["test_loss_at_early_stop"],
             r["status"],
         )
     return state.records

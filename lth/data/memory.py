@@ -50,7 +50,8 @@ class InMemoryDataModule(pl.LightningDataModule):
     ``val_size`` examples are held out of the training split (a seeded permutation) for validation.
     """
 
-    num_classes: int
+    num_classes: int  # the model's output width (the target dimension for regression)
+    task = "classification"  # classification | regression: selects loss and metrics in lth.module
 
     def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -82,6 +83,10 @@ class InMemoryDataModule(pl.LightningDataModule):
     def split(self, name: str) -> Split:
         self.setup()
         return self.splits[name]
+
+    def set_level(self, level: int) -> None:
+        """Called by the PruningCallback when ``level`` starts (and on resume); data that changes between
+        levels overrides this."""
 
     def _position(self) -> tuple[int, int, int]:
         trainer = self.trainer

@@ -1,6 +1,6 @@
 """Dense architectures only: plain nn.Modules that know nothing of masks."""
 
 from lth.models.initializers import INITIALIZERS, initialize
-from lth.models.mlp import MLP
+from lth.models.mlp import MLP, student
 
-__all__ = ["INITIALIZERS", "MLP", "initialize"]
+__all__ = ["INITIALIZERS", "MLP", "initialize", "student"]
