@@ -20,6 +20,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lth.data.teacher_student import TEACHER_WEIGHTS
 from lth.init import STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
@@ -98,8 +99,39 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("model.init", _one_of(INITIALIZERS)))
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
+    if "teacher_seed" in cfg.data:
+        checks += teacher_student_checks(cfg)
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
+
+
+def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
+    """Checks of ``data=teacher_student`` (and ``model=student``)."""
+    checks = [
+        ("data.input_dim", _int_in(1)),
+        ("data.output_dim", _int_in(1)),
+        (
+            "data.hidden",
+            (
+                (lambda v: isinstance(v, ListConfig) and all(_is_int(w) and w > 0 for w in v)),
+                "a list of positive integers",
+            ),
+        ),
+        ("data.teacher_weights", _one_of(TEACHER_WEIGHTS)),
+        ("data.teacher_seed", _int_in(0)),
+        ("data.sigma", POSITIVE),
+        (
+            "data.samples",
+            ((lambda v: v == "infinite" or (_is_int(v) and v >= 1)), "infinite or an integer >= 1"),
+        ),
+        ("data.test_size", _int_in(1)),
+        ("data.match_threshold", ((lambda v: _is_number(v) and -1 <= v < 1), "a number in [-1, 1)")),
+    ]
+    if cfg.data.get("retrain_teacher_seed") is not None:
+        checks.append(("data.retrain_teacher_seed", _int_in(0)))
+    if "width_multiplier" in cfg.model:
+        checks.append(("model.width_multiplier", POSITIVE))
+    return checks
 
 
 def check_exclude(exclude: Iterable[str], prunable: list[str]) -> None:
@@ -134,12 +166,13 @@ def precheck(argv: list[str]) -> str | None:
     args = get_args_parser().parse_args(argv)
     if args.config_name or args.config_path or args.config_dir:
         return None
-    parsed = OverridesParser.create().parse_overrides(args.overrides)
-    try:
-        jobs = BasicSweeper.split_arguments(parsed, None)[0] if args.multirun else [args.overrides]
-    except HydraException:
-        return None
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:
+            jobs = sweep_jobs(args.overrides) if args.multirun else [args.overrides]
+        except ConfigCompositionException as exc:
+            return _composition_error(exc, list(args.overrides))
+        except HydraException:
+            return None
         for overrides in jobs:
             try:
                 cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
@@ -152,6 +185,21 @@ def precheck(argv: list[str]) -> str | None:
             except ConfigError as exc:
                 return str(exc)
     return None
+
+
+def _split(overrides: list[str]) -> list[list[str]]:
+    return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of ``-m overrides`` as Hydra's basic sweeper runs them: the ``hydra.sweeper.params`` of
+    the composed config (e.g. of an ``experiment=`` preset) first, the command line after (it wins).
+    Needs an initialised Hydra config dir."""
+    jobs: list[list[str]] = []
+    for job in _split(overrides):
+        params = compose("config", overrides=job, return_hydra_config=True).hydra.sweeper.params or {}
+        jobs += _split([f"{k}={v}" for k, v in params.items()] + job) if params else [job]
+    return jobs
 
 
 def check_creatable(key: str, path: str) -> None:
