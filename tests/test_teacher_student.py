@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -161,3 +162,32 @@ def test_one_shot_magnitude_pruning_beats_random_pruning_at_80_percent(
         assert pruned["weights_remaining"] == pytest.approx(0.2, abs=0.01)
         losses[init] = pruned["test_loss"]
     assert losses["winning_ticket"] < 0.75 * losses["random_prune"]
+
+
+class Crash(pl.Callback):
+    """Raises at global step ``at``: a job interrupted after its last checkpoint."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at:
+            raise RuntimeError("crash")
+
+
+def test_a_resumed_retraining_keeps_the_new_teacher(
+    ts_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    job_args = ["prune=oneshot", "train.steps=20", "train.eval_every=10", "data.retrain_teacher_seed=5"]
+    reference = execute(build_job(ts_cfg(*job_args, f"paths.output_dir={tmp_path / 'reference'}")))
+    cfg = ts_cfg(*job_args, f"paths.output_dir={tmp_path / 'resumed'}")
+    job = build_job(cfg)
+    job.trainer.callbacks.append(Crash(at=25))  # level 1, after the level-end checkpoint at step 20
+    with pytest.raises(RuntimeError, match="crash"):
+        execute(job)
+    resumed = execute(build_job(cfg))
+
+    def strip(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+    assert strip(resumed) == strip(reference)

@@ -4,7 +4,8 @@ Inputs are ``x ~ N(0, sigma^2 I)``. With ``samples: infinite`` the inputs of glo
 from a generator seeded by ``(seed, t)``, so no batch repeats and a resumed run sees the batches it would
 have seen; with an integer ``samples`` a fixed training set is shuffled by ``ShuffledBatches``. Validation
 and test inputs are fixed. ``retrain_teacher_seed`` gives levels >= 1 another teacher (the 2x2 reinit study):
-the callback announces each level through ``set_level`` and every label is recomputed from that teacher.
+the callback announces each level through ``set_level``; evaluation labels are recomputed then, and each
+training batch is labelled by the current teacher when it is used (``on_after_batch_transfer``).
 """
 
 from __future__ import annotations
@@ -116,16 +117,20 @@ class TeacherStudentDataModule(InMemoryDataModule):
     def label(self, x: Tensor) -> Tensor:
         return self.teacher.to(x.device)(x)
 
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        """Label each training batch when it is used: Lightning prefetches the next batch, which must not
+        keep the previous level's labels (and a resumed run must see the same labels)."""
+        x, _ = batch
+        return x, self.label(x)
+
     def set_level(self, level: int) -> None:
-        """Use ``teacher_seed`` at level 0, ``retrain_teacher_seed`` (if set) after; labels are recomputed
-        in place, so live batch iterators follow."""
+        """Use ``teacher_seed`` at level 0, ``retrain_teacher_seed`` (if set) after, and relabel every split."""
         seed = self.teacher_seeds[min(level, 1)]
         if seed == self.teacher_seed:
             return
         self.setup()
         self.teacher_seed, self.teacher = seed, self.make_teacher(seed)
-        for x, y in self.splits.values():
-            y.copy_(self.label(x))
+        self.splits = {name: (x, self.label(x)) for name, (x, _) in self.splits.items()}
 
     def _inputs(self, purpose: str, n: int) -> Tensor:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, purpose))
