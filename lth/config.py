@@ -101,6 +101,8 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("init.rewind_step", _int_in(0, steps)))
     if "teacher_seed" in cfg.data:
         checks += teacher_student_checks(cfg)
+    elif "teacher_hidden" in cfg.model:
+        _fail("model", "student", "model=student only with data=teacher_student")
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
 

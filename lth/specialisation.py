@@ -38,14 +38,15 @@ def pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
 def specialisation(
     teacher: nn.Sequential, student: nn.Sequential, x: Tensor, threshold: float
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Per hidden layer (``layer1`` ...): summary numbers and the full ``(teacher, student)`` matrix."""
+    """Per hidden layer (``layer1`` ...): summary numbers and the full ``(teacher, student)`` matrix.
+
+    Layer k of the teacher is compared with layer k of the student; layers beyond the shallower one are skipped.
+    """
     teacher_acts = hidden_activations(teacher, x.to(next(teacher.parameters()).device))
     student_acts = hidden_activations(student, x.to(next(student.parameters()).device))
-    if len(teacher_acts) != len(student_acts):
-        raise ValueError(f"teacher has {len(teacher_acts)} hidden layers, the student {len(student_acts)}")
     summary: dict[str, Any] = {}
     matrices: dict[str, Tensor] = {}
-    for k, (t, s) in enumerate(zip(teacher_acts, student_acts, strict=True), start=1):
+    for k, (t, s) in enumerate(zip(teacher_acts, student_acts, strict=False), start=1):
         corr = pearson(t.cpu().double(), s.cpu().double()).float()
         matches = (corr > threshold).sum(dim=1)
         summary[f"layer{k}"] = {

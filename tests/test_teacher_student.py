@@ -116,6 +116,7 @@ def test_the_2x2_preset_expands_to_four_conditions_at_two_learning_rates() -> No
         assert (c.optim.name, c.optim.momentum, c.optim.weight_decay) == ("sgd", 0.9, 0.0)
     assert precheck(["-m", "experiment=ts_reinit"]) is None
     assert "data.samples" in precheck(["-m", "experiment=ts_reinit", "data.samples=0"])
+    assert "only with data=teacher_student" in precheck(["model=student"])
 
 
 def test_regression_run_lowers_mse_and_reports_no_accuracy(ts_cfg: Callable[..., DictConfig]) -> None:
