@@ -96,18 +96,12 @@ class TeacherStudentDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__(root, val_size, batch_size, seed)
         self.input_dim, self.hidden, self.num_classes = input_dim, list(hidden), output_dim
-        self.teacher_weights, self.sigma, self.samples, self.test_size = (
-            teacher_weights,
-            sigma,
-            samples,
-            test_size,
-        )
+        self.teacher_weights, self.sigma, self.samples = teacher_weights, sigma, samples
+        self.test_size = test_size
         self.match_threshold = match_threshold  # used by lth.specialisation, at every level
-        self.teacher_seeds = (
-            teacher_seed,
-            teacher_seed if retrain_teacher_seed is None else retrain_teacher_seed,
-        )
-        self.teacher_seed = teacher_seed
+        retrain_seed = teacher_seed if retrain_teacher_seed is None else retrain_teacher_seed
+        self.teacher_seeds = (teacher_seed, retrain_seed)  # of level 0, of levels >= 1
+        self.teacher_seed = teacher_seed  # of the current teacher
         self.teacher = self.make_teacher(teacher_seed)
 
     def make_teacher(self, seed: int) -> MLP:
