@@ -109,6 +109,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
     """Checks of ``data=teacher_student`` (and ``model=student``)."""
+    batch = cfg.train.get("batch_size")
     checks = [
         ("data.input_dim", _int_in(1)),
         ("data.output_dim", _int_in(1)),
@@ -124,7 +125,10 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
         ("data.sigma", POSITIVE),
         (
             "data.samples",
-            ((lambda v: v == "infinite" or (_is_int(v) and v >= 1)), "infinite or an integer >= 1"),
+            (
+                (lambda v: v == "infinite" or (_is_int(v) and v >= batch)),
+                f"infinite or an integer >= train.batch_size ({batch})",
+            ),
         ),
         ("data.test_size", _int_in(1)),
         ("data.match_threshold", ((lambda v: _is_number(v) and -1 <= v < 1), "a number in [-1, 1)")),
