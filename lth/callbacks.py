@@ -66,6 +66,10 @@ class PruningPlan:
         )
 
 
+Analysis = Callable[[nn.Module], tuple[dict[str, Any], dict[str, Tensor]]]
+"""Per-level analysis of the trained model: summary numbers for the record, tensors for the level's directory."""
+
+
 @dataclass
 class LotteryState:
     """Everything the callback must checkpoint to resume a lottery."""
@@ -110,10 +114,12 @@ class PruningCallback(pl.Callback):
         fresh_state: Callable[[int], State],
         run_dir: RunDirectory | None = None,
         save_weights: bool = True,
+        analyses: Mapping[str, Analysis] | None = None,
     ) -> None:
         self.levels, self.steps, self.eval_every = levels, steps, eval_every
         self.plan, self.restart, self.fresh_state = plan, restart, fresh_state
         self.run_dir, self.save_weights = run_dir, save_weights
+        self.analyses = dict(analyses or {})
         self.state = LotteryState()
         self._started = time.perf_counter()
 
@@ -141,6 +147,7 @@ class PruningCallback(pl.Callback):
             network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
+        trainer.datamodule.set_level(self.state.level)
         if self.state.level == 0 and not self.state.evals:
             self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()
@@ -186,7 +193,7 @@ class PruningCallback(pl.Callback):
             metrics = pl_module.evaluate(*trainer.datamodule.split(split))
             entry |= {f"{split}_{k}": v for k, v in metrics.items()}
         self.state.evals.append(entry)
-        metrics = {f"{k.replace('_', '/', 1)}": v for k, v in entry.items() if k != "step"}
+        metrics = {k.replace("_", "/", 1): v for k, v in entry.items() if k != "step" and v is not None}
         metrics |= {"level": self.state.level, "weights_remaining": pl_module.network.remaining_total()}
         self._log(trainer, metrics)
         return train_loss
@@ -210,16 +217,20 @@ class PruningCallback(pl.Callback):
             "train_loss": last["train_loss"],
             "early_stop_step": best["step"],
             "test_acc_at_early_stop": best["test_acc"],
+            "test_loss_at_early_stop": best["test_loss"],
             "val_loss_at_early_stop": best["val_loss"],
             "supermask_test_acc": supermask["acc"],
             "steps": step,
             "wall_s": round(self._level_wall_s(), 3),
             "status": status,
         }
+        tensors = {}
+        for name, analyse in self.analyses.items():
+            record[name], tensors[name] = analyse(network.model)
         state.records.append(record)
         if trainer.is_global_zero and self.run_dir is not None:
             weights = network.weights() if self.save_weights else None
-            self.run_dir.save_level(state.level, network.mask_dict(), weights)
+            self.run_dir.save_level(state.level, network.mask_dict(), weights, tensors)
             self.run_dir.write_records(state.records)
         self._log_level(trainer, record)
         if status != "ok" or state.level == self.levels:
@@ -233,6 +244,7 @@ class PruningCallback(pl.Callback):
         previous = network.mask_dict()
         pruned = self.plan.next_masks(previous, state.theta_0, network.weights(), state.level)
         state.level += 1
+        trainer.datamodule.set_level(state.level)
         masks = self.restart.masks(pruned, previous, state.level)
         _assert_same_on_all_ranks(trainer, masks)
         network.set_masks(masks)

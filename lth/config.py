@@ -20,6 +20,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lth.data.teacher_student import TEACHER_WEIGHTS
 from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
@@ -139,8 +140,47 @@ def check_config(cfg: DictConfig) -> None:
             ("logger.tags", ((lambda v: isinstance(v, ListConfig)), "a list of tags, e.g. [imp,mnist1d]")),
             ("logger.log_tickets", ((lambda v: isinstance(v, bool)), "true or false")),
         ]
+    if "teacher_seed" in cfg.data:
+        checks += teacher_student_checks(cfg)
+    elif "teacher_hidden" in cfg.model:
+        _fail("model", "student", "model=student only with data=teacher_student")
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
+
+
+def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
+    """Checks of ``data=teacher_student`` (and ``model=student``)."""
+    batch = cfg.train.get("batch_size")
+    checks = [
+        # SNIP and GraSP score with a classification loss; SynFlow is data-free
+        ("prune.at_init", ((lambda v: v in (None, "synflow")), "null or synflow with data=teacher_student")),
+        ("data.input_dim", _int_in(1)),
+        ("data.output_dim", _int_in(1)),
+        (
+            "data.hidden",
+            (
+                (lambda v: isinstance(v, ListConfig) and all(_is_int(w) and w > 0 for w in v)),
+                "a list of positive integers",
+            ),
+        ),
+        ("data.teacher_weights", _one_of(TEACHER_WEIGHTS)),
+        ("data.teacher_seed", _int_in(0)),
+        ("data.sigma", POSITIVE),
+        (
+            "data.samples",
+            (
+                (lambda v: v == "infinite" or (_is_int(v) and v >= batch)),
+                f"infinite or an integer >= train.batch_size ({batch})",
+            ),
+        ),
+        ("data.test_size", _int_in(1)),
+        ("data.match_threshold", ((lambda v: _is_number(v) and -1 <= v < 1), "a number in [-1, 1)")),
+    ]
+    if cfg.data.get("retrain_teacher_seed") is not None:
+        checks.append(("data.retrain_teacher_seed", _int_in(0)))
+    if "width_multiplier" in cfg.model:
+        checks.append(("model.width_multiplier", POSITIVE))
+    return checks
 
 
 def check_exclude(exclude: Iterable[str], prunable: list[str]) -> None:

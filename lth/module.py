@@ -1,4 +1,7 @@
-"""LightningModule for classification: cross-entropy, torchmetrics accuracy, optimizer and LR schedule.
+"""The LightningModule of every lottery: loss and metrics by task, optimizer and LR schedule.
+
+``classification``: cross-entropy and torchmetrics accuracy; ``regression``: mean squared error, and
+accuracy is None (reported as null, never faked).
 
 The LR schedule is a function of the step *within* the level (``global_step % steps_per_level``), so
 every level replays the same schedule; the callback clears the optimizer state at level boundaries.
@@ -25,6 +28,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "linear": lambda t, total: 1.0 - t / total,
 }
 SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
+LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
 
 
@@ -45,15 +49,23 @@ def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimi
     return OPTIMIZERS[optim["name"]](params, **kwargs)
 
 
-class ClassificationModule(pl.LightningModule):
+class LotteryModule(pl.LightningModule):
     def __init__(
-        self, network: MaskedNetwork, num_classes: int, optim: Mapping[str, Any], steps_per_level: int
+        self,
+        network: MaskedNetwork,
+        task: str,
+        num_classes: int,
+        optim: Mapping[str, Any],
+        steps_per_level: int,
     ) -> None:
         super().__init__()
         self.network = network
+        self.loss = LOSSES[task]
         self.optim = dict(optim)
         self.steps_per_level = steps_per_level
-        self.accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.accuracy = (
+            MulticlassAccuracy(num_classes=num_classes, average="micro") if task == "classification" else None
+        )
         # One plain optimizer step per batch, written out in training_step: Lightning's automatic
         # optimization (closure, extra hooks) costs ~8% of a LeNet step on CPU (`make bench`).
         self.automatic_optimization = False
@@ -73,7 +85,7 @@ class ClassificationModule(pl.LightningModule):
         """One optimizer step; the loss is logged by PruningCallback, averaged between evaluations."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         x, y = batch
-        loss = F.cross_entropy(self.network(x), y)
+        loss = self.loss(self.network(x), y)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()  # PruningCallback masks the gradients in on_before_optimizer_step
@@ -81,19 +93,22 @@ class ClassificationModule(pl.LightningModule):
         return loss
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """Mean loss and accuracy of the current weights on ``(x, y)``, in eval mode."""
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float | None]:
+        """Mean loss and accuracy (None for regression) of the current weights on ``(x, y)``, in eval mode."""
         was_training = self.training
         self.eval()
-        self.accuracy.reset()
+        if self.accuracy is not None:
+            self.accuracy.reset()
         loss_sum = torch.zeros((), device=self.device)
         for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK), strict=True):
             xb, yb = xb.to(self.device), yb.to(self.device)
-            logits = self.network(xb)
-            loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-            self.accuracy.update(logits, yb)
+            out = self.network(xb)
+            loss_sum += self.loss(out, yb, reduction="sum")
+            if self.accuracy is not None:
+                self.accuracy.update(out, yb)
         self.train(was_training)
-        return {"loss": loss_sum.item() / len(y), "acc": self.accuracy.compute().item()}
+        acc = self.accuracy.compute().item() if self.accuracy is not None else None
+        return {"loss": loss_sum.item() / y.numel(), "acc": acc}  # per target element, as in training
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.network.parameters(), self.optim)

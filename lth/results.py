@@ -5,6 +5,7 @@
 <output_dir>/results.jsonl               one JSON object per finished level
 <output_dir>/levels/level_NN/masks.pt    masks the level trained with (bool tensors, plain names)
 <output_dir>/levels/level_NN/weights.pt  prunable weights at the end of the level
+<output_dir>/levels/level_NN/<analysis>.pt  tensors of a per-level analysis (e.g. specialisation.pt)
 <output_dir>/DONE                        written last: {"status": ..., "levels": ...}
 ```
 """
@@ -98,11 +99,17 @@ class RunDirectory:
         atomic_write_text(self.results_file, "".join(json.dumps(r) + "\n" for r in records))
 
     def save_level(
-        self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor] | None
+        self,
+        level: int,
+        masks: Mapping[str, Tensor],
+        weights: Mapping[str, Tensor] | None,
+        analyses: Mapping[str, Mapping[str, Tensor]] | None = None,
     ) -> None:
         save_tensors(self.level_dir(level) / "masks.pt", masks)
         if weights is not None:
             save_tensors(self.level_dir(level) / "weights.pt", weights)
+        for name, tensors in (analyses or {}).items():
+            save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
 
     def mark_done(self, status: str, levels: int) -> None:
         atomic_write_text(self.done_file, json.dumps({"status": status, "levels": levels}) + "\n")

@@ -22,17 +22,19 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from lth.callbacks import PruningCallback, PruningPlan
+from lth.callbacks import Analysis, PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.config import ConfigError, check_config, check_exclude, precheck
 from lth.console import LotteryProgressBar, print_results
 from lth.data import InMemoryDataModule
+from lth.data.teacher_student import TeacherStudentDataModule
 from lth.init import Restart, derived_seed
 from lth.loggers import finish_loggers, run_name, start_loggers
 from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
 from lth.models import IncompatibleInput
-from lth.module import ClassificationModule
+from lth.module import LotteryModule
 from lth.results import RunDirectory
+from lth.specialisation import specialisation
 from lth.supermask import LearnedSupermask
 
 log = logging.getLogger("lth")
@@ -95,12 +97,24 @@ def unit_tensors(structure: str, model: nn.Module, prunable: list[str]) -> tuple
     return tuple(n for n in prunable if n != output and (model.get_parameter(n).dim() == 2) == linear)
 
 
+def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
+    """Analyses recorded at every level: node specialisation for teacher-student data (on the test inputs)."""
+    if not isinstance(datamodule, TeacherStudentDataModule):
+        return {}
+    x = datamodule.split("test")[0]
+    return {
+        "specialisation": lambda model: specialisation(
+            datamodule.teacher, model, x, datamodule.match_threshold
+        )
+    }
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
 
     trainer: pl.Trainer
-    module: ClassificationModule
+    module: LotteryModule
     datamodule: InMemoryDataModule
     callback: PruningCallback
     run_dir: RunDirectory
@@ -119,7 +133,7 @@ def build_job(cfg: DictConfig) -> Job:
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     network = (LearnedSupermask if cfg.prune.get("learned") else MaskedNetwork)(model, prunable)
-    module = ClassificationModule(network, datamodule.num_classes, cfg.optim, cfg.train.steps)
+    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim, cfg.train.steps)
     run_dir = RunDirectory(cfg.paths.output_dir)
     callback = PruningCallback(
         levels=cfg.prune.levels,
@@ -142,6 +156,7 @@ def build_job(cfg: DictConfig) -> Job:
         fresh_state=lambda seed: build_model(seed).state_dict(),
         run_dir=run_dir,
         save_weights=cfg.results.save_weights,
+        analyses=level_analyses(datamodule),
     )
     trainer = pl.Trainer(
         **cfg.trainer,

@@ -51,7 +51,7 @@ BAD_INPUT = [
     (["init=foo"], "init=foo", "random_prune, reinit, reshuffle, rewind, scratch, signed_constant"),
     (["init.pruned_weights=init"], "init.pruned_weights='init'", "frozen_init, zero"),
     (["optim=rmsprop"], "optim=rmsprop", "adam, sgd"),
-    (["model=vgg99"], "model=vgg99", "lenet300_100, lenet5, mlp, resnet20, vgg16, vgg19"),
+    (["model=vgg99"], "model=vgg99", "lenet300_100, lenet5, mlp, resnet20, student, vgg16, vgg19"),
     (["init=rewind", "init.rewind_step=500", "train.steps=100"], "init.rewind_step=500", "[0, 100]"),
     (["prune.scope=globl"], "prune.scope='globl'", "global, layer"),
     (["prune.structure=row"], "prune.structure='row'", "filter, neuron, unstructured"),
@@ -68,6 +68,7 @@ BAD_INPUT = [
     (["logger.offline=maybe"], "logger.offline='maybe'", "auto, true, false"),
     (["logger.tags=imp"], "logger.tags='imp'", "a list of tags"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),
+    (["data=teacher_student", "model=student", "prune=snip"], "prune.at_init='snip'", "synflow"),
     (["-m", "init=winning_ticket,reinitt"], "init=reinitt", "winning_ticket"),
 ]
 

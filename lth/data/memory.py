@@ -70,7 +70,8 @@ class InMemoryDataModule(pl.LightningDataModule):
     ``augmentation`` (None here) transforms training batches only.
     """
 
-    num_classes: int
+    num_classes: int  # the model's output width (the target dimension for regression)
+    task = "classification"  # classification | regression: selects loss and metrics in lth.module
     augmentation: Augmentation | None = None
 
     def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:
@@ -103,6 +104,10 @@ class InMemoryDataModule(pl.LightningDataModule):
     def split(self, name: str) -> Split:
         self.setup()
         return self.splits[name]
+
+    def set_level(self, level: int) -> None:
+        """Called by the PruningCallback when ``level`` starts (and on resume); data that changes between
+        levels overrides this."""
 
     def _position(self) -> tuple[int, int, int]:
         trainer = self.trainer

@@ -5,8 +5,8 @@ Every model takes ``input_shape`` and ``num_classes`` first; its output layer is
 
 from lth.models.conv import ConvNet
 from lth.models.initializers import INITIALIZERS, initialize
-from lth.models.mlp import MLP
+from lth.models.mlp import MLP, student
 from lth.models.resnet import ResNet
 from lth.models.shapes import IncompatibleInput
 
-__all__ = ["INITIALIZERS", "MLP", "ConvNet", "IncompatibleInput", "ResNet", "initialize"]
+__all__ = ["INITIALIZERS", "MLP", "ConvNet", "IncompatibleInput", "ResNet", "initialize", "student"]

@@ -26,3 +26,15 @@ class MLP(nn.Sequential):
             layers[f"fc{k}"] = nn.Linear(fan_in, fan_out)
         super().__init__(layers)
         initialize(self, init)
+
+
+def student(
+    input_shape: Sequence[int],
+    num_classes: int,
+    teacher_hidden: Sequence[int],
+    width_multiplier: float,
+    init: str = "default",
+) -> MLP:
+    """A teacher-student student: the teacher's depth, each hidden width ``width_multiplier`` x the teacher's."""
+    hidden = [max(1, round(width_multiplier * width)) for width in teacher_hidden]
+    return MLP(input_shape, num_classes, hidden, init)
