@@ -13,7 +13,6 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import (
-    CompactHydraException,
     ConfigCompositionException,
     HydraException,
     MissingConfigException,
@@ -21,6 +20,7 @@ from hydra.errors import (
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lth.data.teacher_student import TEACHER_WEIGHTS
+from lth.errors import ConfigError, invalid
 from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
@@ -30,12 +30,8 @@ from lth.saliency import SALIENCIES
 CONF_DIR = Path(__file__).parent / "conf"
 
 
-class ConfigError(CompactHydraException):
-    """A config value outside what lth allows; Hydra prints only its one-line message."""
-
-
 def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"lth: invalid config: {key}={value!r}; allowed: {allowed}")
+    raise invalid(key, value, allowed)
 
 
 def _is_int(v: Any) -> bool:

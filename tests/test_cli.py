@@ -68,6 +68,8 @@ BAD_INPUT = [
     (["logger.offline=maybe"], "logger.offline='maybe'", "auto, true, false"),
     (["logger.tags=imp"], "logger.tags='imp'", "a list of tags"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),
+    (["data.val_size=5000"], "data.val_size=5000", "[1, 3999]"),
+    (["train.batch_size=3600"], "train.batch_size=3600", "3500 training examples"),
     (["data=teacher_student", "model=student", "prune=snip"], "prune.at_init='snip'", "synflow"),
     (["-m", "init=winning_ticket,reinitt"], "init=reinitt", "winning_ticket"),
 ]

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from lth.errors import invalid
 from lth.init import derived_seed
 
 Split = tuple[Tensor, Tensor]
@@ -35,8 +36,6 @@ class ShuffledBatches:
         position: Callable[[], tuple[int, int, int]],
         augment: Augmentation | None = None,
     ) -> None:
-        if batch_size > len(x):
-            raise ValueError(f"train.batch_size={batch_size} exceeds the {len(x)} training examples")
         self.x, self.y, self.batch_size, self.seed, self.position = x, y, batch_size, seed, position
         self.augment = augment
         self.batches_per_epoch = len(x) // batch_size
@@ -89,7 +88,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         loaded = self.load()
         x, y = loaded["train"]
         if not 0 < self.val_size < len(x):
-            raise ValueError(f"data.val_size={self.val_size} must be in (0, {len(x)})")
+            raise invalid("data.val_size", self.val_size, f"an integer in [1, {len(x) - 1}] for this dataset")
+        if self.batch_size > len(x) - self.val_size:
+            allowed = f"at most the {len(x) - self.val_size} training examples left after data.val_size"
+            raise invalid("train.batch_size", self.batch_size, allowed)
         order = torch.randperm(
             len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val"))
         )
