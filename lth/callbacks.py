@@ -1,10 +1,11 @@
 """PruningCallback: the only place that knows the lottery schedule.
 
-One ``fit`` spans all levels: level ``L`` trains global steps ``(L*steps, (L+1)*steps]``. At the end
-of a level the callback records its metrics, prunes (criterion + scope), restarts the survivors
-(``lth.init.Restart``) and clears the optimizer state, so the next level starts from a fresh
-optimizer (the LR schedule is per level by construction, see ``lth.module``). Its state (level,
-theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
+One ``fit`` spans all levels: a level trains global steps ``(level_start, level_start + level_steps]``,
+its length set by the ``Budget`` from its masks when it starts (``train.steps``, or Scratch-B's FLOPs
+budget). At the end of a level the callback records its metrics, prunes (criterion + scope), restarts
+the survivors (``lth.init.Restart``), clears the optimizer state and restarts the LR schedule, so the
+next level starts from a fresh optimizer. Its state (level, its start and length, theta_0, the
+rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
 (SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at theta_0, computed
 once before the first step.
 """
@@ -22,6 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from lth.flops import Budget, ForwardCost
 from lth.init import Restart, State, derived_seed
 from lth.loggers import LotteryLogger, level_metrics
 from lth.pruning import prune_masks, score, structure_masks
@@ -75,6 +77,8 @@ class LotteryState:
     """Everything the callback must checkpoint to resume a lottery."""
 
     level: int = 0
+    level_start: int = 0  # the global step the current level started at
+    level_steps: int = 0  # how many steps it trains (set when it starts)
     theta_0: State | None = None
     snapshot: State | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -107,7 +111,8 @@ class PruningCallback(pl.Callback):
         self,
         *,
         levels: int,
-        steps: int,
+        budget: Budget,
+        cost: ForwardCost,
         eval_every: int,
         plan: PruningPlan,
         restart: Restart,
@@ -116,7 +121,7 @@ class PruningCallback(pl.Callback):
         save_weights: bool = True,
         analyses: Mapping[str, Analysis] | None = None,
     ) -> None:
-        self.levels, self.steps, self.eval_every = levels, steps, eval_every
+        self.levels, self.budget, self.cost, self.eval_every = levels, budget, cost, eval_every
         self.plan, self.restart, self.fresh_state = plan, restart, fresh_state
         self.run_dir, self.save_weights = run_dir, save_weights
         self.analyses = dict(analyses or {})
@@ -143,11 +148,13 @@ class PruningCallback(pl.Callback):
                 masks = self.plan.masks_at_init(network.model, network.mask_dict(), data)
                 _assert_same_on_all_ranks(trainer, masks)
                 network.set_masks(masks)
+            self.state.level_steps = self._level_steps(network.mask_dict())
         if self.restart.pruned_weights == "frozen_init":
             network.hold_pruned_at(self.state.theta_0)
         if self.state.snapshot is None and self.restart.snapshot_step == 0:
             self.state.snapshot = self.state.theta_0
         trainer.datamodule.set_level(self.state.level)
+        pl_module.start_level(self.state.level_start, self.state.level_steps)
         if self.state.level == 0 and not self.state.evals:
             self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()
@@ -165,15 +172,18 @@ class PruningCallback(pl.Callback):
         loss = outputs["loss"].detach()
         self.state.loss_sum = loss if self.state.loss_sum is None else self.state.loss_sum + loss
         self.state.loss_count += 1
-        step = trainer.global_step - self.state.level * self.steps
+        step, end = trainer.global_step - self.state.level_start, self.state.level_steps
         if self.state.level == 0 and step == self.restart.snapshot_step and self.state.snapshot is None:
             self.state.snapshot = network.model_state()
-        if step % self.eval_every == 0 or step == self.steps:
+        if step % self.eval_every == 0 or step == end:
             diverged = not math.isfinite(self._evaluate(trainer, pl_module, step))
-            if diverged or step == self.steps:
+            if diverged or step == end:
                 self._finish_level(trainer, pl_module, step, "diverged" if diverged else "ok")
 
     # --- the lottery ---------------------------------------------------------------------------
+    def _level_steps(self, masks: Mapping[str, Tensor]) -> int:
+        return self.budget.level_steps(self.cost(masks), self.cost.dense)
+
     def scoring_data(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor]:
         """``plan.batches`` batches of training examples (a seeded draw) for saliency at init."""
         x, y = trainer.datamodule.split("train")
@@ -220,6 +230,7 @@ class PruningCallback(pl.Callback):
             "test_loss_at_early_stop": best["test_loss"],
             "val_loss_at_early_stop": best["val_loss"],
             "supermask_test_acc": supermask["acc"],
+            "forward_macs": self.cost(network.mask_dict()),
             "steps": step,
             "wall_s": round(self._level_wall_s(), 3),
             "status": status,
@@ -251,6 +262,8 @@ class PruningCallback(pl.Callback):
         network.load_model_state(self.restart.weights(state.snapshot, self.fresh_state, masks, state.level))
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
+        state.level_start, state.level_steps = trainer.global_step, self._level_steps(masks)
+        pl_module.start_level(state.level_start, state.level_steps)
         state.evals, state.level_elapsed = [], 0.0
         self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()

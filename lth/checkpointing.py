@@ -1,7 +1,7 @@
 """Rotating, atomic Lightning checkpoints, and the choice of which one a rerun resumes from.
 
 ``<output_dir>/checkpoints/last.ckpt`` is written (temp file, then rename) at every level end and
-every ``every`` steps; the one before it is kept as ``prev.ckpt``. A rerun resumes from the newest
+every ``every`` global steps; the one before it is kept as ``prev.ckpt``. A rerun resumes from the newest
 checkpoint that loads with ``torch.load(weights_only=True)`` (so loading never runs pickled code);
 a truncated or corrupt one is reported and skipped.
 """
@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
+from lth.callbacks import PruningCallback
+
 log = logging.getLogger("lth")
 
 LAST, PREVIOUS = "last.ckpt", "prev.ckpt"
@@ -24,12 +26,14 @@ LAST, PREVIOUS = "last.ckpt", "prev.ckpt"
 class RotatingCheckpoint(Checkpoint):
     """Saves ``last.ckpt`` at level ends and every ``every`` steps, keeping the previous one."""
 
-    def __init__(self, dirpath: Path, steps_per_level: int, every: int | None) -> None:
-        self.dirpath, self.steps_per_level, self.every = Path(dirpath), steps_per_level, every
+    def __init__(self, dirpath: Path, schedule: PruningCallback, every: int | None) -> None:
+        self.dirpath, self.schedule, self.every = Path(dirpath), schedule, every
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        step = trainer.global_step
-        if step % self.steps_per_level == 0 or (self.every and step % self.every == 0):
+        """Runs after the PruningCallback: a level that just ended has finished or started the next."""
+        step, state = trainer.global_step, self.schedule.state
+        level_ended = step == state.level_start or state.status != "running"
+        if level_ended or (self.every and step % self.every == 0):
             self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lth.data.teacher_student import TEACHER_WEIGHTS
 from lth.errors import ConfigError, invalid
+from lth.flops import BUDGETS
 from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
@@ -73,6 +74,8 @@ def check_config(cfg: DictConfig) -> None:
         ("train.steps", _int_in(1)),
         ("train.batch_size", _int_in(1)),
         ("train.eval_every", _int_in(1)),
+        ("train.budget", _one_of(BUDGETS)),
+        ("train.budget_cap", ((lambda v: _is_number(v) and v >= 1), "a number >= 1")),
         ("data.val_size", _int_in(1)),
         ("prune.levels", _int_in(0)),
         ("prune.rate", OPEN_UNIT),

@@ -68,7 +68,7 @@ class LotteryProgressBar(TQDMProgressBar):
             self.train_progress_bar.close()
             self.train_progress_bar = self.init_train_tqdm()
             self._label(pl_module)
-        bar, step = self.train_progress_bar, trainer.global_step - self._level * self.schedule.steps
+        bar, step = self.train_progress_bar, trainer.global_step - self.schedule.state.level_start
         if bar.disable:  # ranks other than zero
             return
         # redraw at most every mininterval (a redraw per step doubled the step time)
@@ -79,7 +79,7 @@ class LotteryProgressBar(TQDMProgressBar):
     def _label(self, pl_module: pl.LightningModule) -> None:
         self._level = self.schedule.state.level
         weights = pl_module.network.remaining_total()
-        self.train_progress_bar.reset(total=self.schedule.steps)
+        self.train_progress_bar.reset(total=self.schedule.state.level_steps)
         self.train_progress_bar.set_description(
             f"level {self._level}/{self.schedule.levels}, weights {100 * weights:.1f}%"
         )

@@ -3,8 +3,9 @@
 ``classification``: cross-entropy and torchmetrics accuracy; ``regression``: mean squared error, and
 accuracy is None (reported as null, never faked).
 
-The LR schedule is a function of the step *within* the level (``global_step % steps_per_level``), so
-every level replays the same schedule; the callback clears the optimizer state at level boundaries.
+The LR schedule is a function of the step *within* the level and the level's length, so every level
+replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
+(and clears the optimizer state).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "
 EVAL_CHUNK = 8192
 
 
-def lr_factor(schedule: str, warmup_steps: int, steps_per_level: int) -> Callable[[int], float]:
-    """Multiplier of the base LR at a global step: linear warm-up, then ``schedule``, per level."""
+def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:
+    """Multiplier of the base LR at step ``t`` of a level of ``total`` steps: linear warm-up, then ``schedule``."""
     shape = SCHEDULES[schedule]
 
-    def factor(step: int) -> float:
-        t = step % steps_per_level
+    def factor(t: int, total: int) -> float:
         warm = min(1.0, (t + 1) / warmup_steps) if warmup_steps else 1.0
-        return warm * shape(t, steps_per_level)
+        return warm * shape(t, total)
 
     return factor
 
@@ -56,13 +56,12 @@ class LotteryModule(pl.LightningModule):
         task: str,
         num_classes: int,
         optim: Mapping[str, Any],
-        steps_per_level: int,
     ) -> None:
         super().__init__()
         self.network = network
         self.loss = LOSSES[task]
         self.optim = dict(optim)
-        self.steps_per_level = steps_per_level
+        self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
         self.accuracy = (
             MulticlassAccuracy(num_classes=num_classes, average="micro") if task == "classification" else None
         )
@@ -77,6 +76,16 @@ class LotteryModule(pl.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def start_level(self, start: int, steps: int) -> None:
+        """Run the LR schedule over the level of ``steps`` steps that starts after global step ``start``."""
+        self.level_start, self.level_steps = start, steps
+        scheduler = self.lr_schedulers()
+        optimizer = scheduler.optimizer
+        for group, base, factor in zip(
+            optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * factor(scheduler.last_epoch)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
@@ -112,6 +121,8 @@ class LotteryModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.network.parameters(), self.optim)
-        factor = lr_factor(self.optim["schedule"], self.optim["warmup_steps"], self.steps_per_level)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        factor = lr_factor(self.optim["schedule"], self.optim["warmup_steps"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: factor(step - self.level_start, self.level_steps)
+        )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}  # stepped in training_step

@@ -28,6 +28,7 @@ from lth.config import ConfigError, check_config, check_exclude, precheck
 from lth.console import LotteryProgressBar, print_results
 from lth.data import InMemoryDataModule
 from lth.data.teacher_student import TeacherStudentDataModule
+from lth.flops import Budget, ForwardCost
 from lth.init import Restart, derived_seed
 from lth.loggers import finish_loggers, run_name, start_loggers
 from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
@@ -133,11 +134,13 @@ def build_job(cfg: DictConfig) -> Job:
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     network = (LearnedSupermask if cfg.prune.get("learned") else MaskedNetwork)(model, prunable)
-    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim, cfg.train.steps)
+    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
     run_dir = RunDirectory(cfg.paths.output_dir)
+    budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
     callback = PruningCallback(
         levels=cfg.prune.levels,
-        steps=cfg.train.steps,
+        budget=budget,
+        cost=ForwardCost(model, datamodule.input_shape),
         eval_every=cfg.train.eval_every,
         plan=PruningPlan(
             criterion=cfg.prune.criterion,
@@ -160,11 +163,11 @@ def build_job(cfg: DictConfig) -> Job:
     )
     trainer = pl.Trainer(
         **cfg.trainer,
-        max_steps=(cfg.prune.levels + 1) * cfg.train.steps,
+        max_steps=budget.max_steps(cfg.prune.levels),
         logger=instantiate(cfg.logger) if cfg.logger else False,
         callbacks=[
             callback,
-            RotatingCheckpoint(run_dir.checkpoint_dir, cfg.train.steps, cfg.train.checkpoint_every),
+            RotatingCheckpoint(run_dir.checkpoint_dir, callback, cfg.train.checkpoint_every),
             *([LotteryProgressBar(callback)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
         limit_val_batches=0,

@@ -48,6 +48,8 @@ BAD_INPUT = [
     (["optim.lr=0"], "optim.lr=0", "> 0"),
     (["optim.lr=-0.1"], "optim.lr=-0.1", "> 0"),
     (["train.steps=0"], "train.steps=0", "integer >= 1"),
+    (["train.budget=epochs"], "train.budget='epochs'", "one of flops, steps"),
+    (["train.budget_cap=0.5"], "train.budget_cap=0.5", "a number >= 1"),
     (["init=foo"], "init=foo", "random_prune, reinit, reshuffle, rewind, scratch, signed_constant"),
     (["init.pruned_weights=init"], "init.pruned_weights='init'", "frozen_init, zero"),
     (["optim=rmsprop"], "optim=rmsprop", "adam, sgd"),

@@ -90,7 +90,7 @@ def test_a_copy_of_the_teacher_has_zero_loss_and_perfect_specialisation() -> Non
     dm = datamodule()
     copy = student(dm.input_shape, dm.num_classes, dm.hidden, width_multiplier=1)
     copy.load_state_dict(dm.teacher.state_dict())
-    module = LotteryModule(MaskedNetwork(copy, prunable_weight_names(copy)), "regression", 3, {}, 1)
+    module = LotteryModule(MaskedNetwork(copy, prunable_weight_names(copy)), "regression", 3, {})
     metrics = module.evaluate(*dm.split("test"))
     assert metrics == {"loss": 0.0, "acc": None}
     summary, matrices = specialisation(dm.teacher, copy, dm.split("test")[0], threshold=0.9)
