@@ -184,13 +184,16 @@ class LotteryWandbLogger(WandbLogger):
         self.experiment.log({"results": wandb.Table(columns=columns, data=rows)})
 
     @rank_zero_only
-    def finish(self) -> None:
-        """Close the run, even after a failure, so the next job of the process starts its own run."""
+    def finish(self, finished: bool = True) -> None:
+        """Close the run, even after a failure, so the next job of the process starts its own run.
+
+        A job that did not finish closes its run as failed (exit code 1): wandb then keeps the run id
+        in ``<save_dir>/wandb/wandb-resume.json`` and the rerun that resumes the job continues it."""
         run = self._experiment
         if run is None:
             return
         try:
-            run.finish()
+            run.finish(exit_code=0 if finished else 1)
         except Exception as exc:
             if not self.failed:
                 log.warning("lth: W&B failed to finish the run (%s)", _one_line(exc))
@@ -237,6 +240,7 @@ def wandb_logger(
         job_type=job_type or experiment_name(),
         tags=list(tags),
         log_tickets=log_tickets,
+        resume="auto",  # a rerun of an unfinished job continues its run (see LotteryWandbLogger.finish)
     )
 
 
@@ -256,10 +260,10 @@ def start_loggers(loggers: Iterable[Logger], config: Mapping[str, Any], csv_dir:
     return started
 
 
-def finish_loggers(loggers: Iterable[Logger], records: Sequence[Mapping[str, Any]]) -> None:
-    """Log the results table and close each W&B run."""
+def finish_loggers(loggers: Iterable[Logger], records: Sequence[Mapping[str, Any]], finished: bool) -> None:
+    """Log the results table (of a finished job) and close each W&B run."""
     for logger in loggers:
-        if isinstance(logger, LotteryLogger):
+        if finished and isinstance(logger, LotteryLogger):
             logger.log_results(records)
         if isinstance(logger, LotteryWandbLogger):
-            logger.finish()
+            logger.finish(finished)

@@ -133,7 +133,10 @@ def build_job(cfg: DictConfig) -> Job:
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    network = (LearnedSupermask if cfg.prune.get("learned") else MaskedNetwork)(model, prunable)
+    if cfg.prune.get("learned"):
+        network: MaskedNetwork = LearnedSupermask(model, prunable, derived_seed(cfg.seed, "supermask"))
+    else:
+        network = MaskedNetwork(model, prunable)
     module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
     run_dir = RunDirectory(cfg.paths.output_dir)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
@@ -195,7 +198,7 @@ def execute(job: Job) -> list[dict[str, Any]]:
     try:
         trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
     finally:
-        finish_loggers(trainer.loggers, job.callback.state.records)
+        finish_loggers(trainer.loggers, job.callback.state.records, job.callback.state.status != "running")
     state = job.callback.state  # replaced when a checkpoint was restored
     if trainer.is_global_zero:
         if state.status != "running":

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -56,3 +57,18 @@ def lth_cli(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., subprocess
         )
 
     return run
+
+
+class Crash(Exception):
+    """A job crashing mid-run (raised by CrashAt)."""
+
+
+class CrashAt(pl.Callback):
+    """Raises Crash after global step ``at``; the job's checkpoints stay behind, as after a crash."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.at:
+            raise Crash

@@ -15,6 +15,7 @@ from torch import nn
 from lth.flops import Budget, ForwardCost
 from lth.results import RunDirectory
 from lth.train import build_job, execute, run
+from tests.conftest import Crash, CrashAt
 from tests.test_resume import assert_same_results
 
 
@@ -90,21 +91,6 @@ def test_steps_budget_keeps_every_level_at_train_steps(make_cfg: Callable[..., D
     records = run(make_cfg("prune.rate=0.5"))
     assert [r["steps"] for r in records] == [30, 30, 30]
     assert records[0]["forward_macs"] > records[1]["forward_macs"] > records[2]["forward_macs"]
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAt(pl.Callback):
-    """Raises Crash after global step ``at``."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.at:
-            raise Crash
 
 
 def test_a_crash_mid_level_resumes_the_level_with_its_own_length(

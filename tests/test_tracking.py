@@ -16,7 +16,8 @@ from wandb_reader import OfflineRun, read_run
 
 from lth.loggers import LotteryWandbLogger
 from lth.report import report
-from lth.train import build_job, execute
+from lth.train import build_job, execute, run
+from tests.conftest import Crash, CrashAt
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
 
@@ -166,3 +167,29 @@ def test_wandb_failing_mid_training_never_stops_the_job(
     assert len(failures) == 1 and "is finished" in failures[0], failures
     _, run = offline_run(tmp_path / "run")
     assert [row["level/level"] for row in run.history if "level/level" in row] == [0]
+
+
+def test_a_rerun_of_a_crashed_job_continues_its_wandb_run(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg("logger=wandb", "logger.offline=true", "train.checkpoint_every=10")
+    job = build_job(cfg)
+    job.trainer.callbacks.append(CrashAt(45))  # mid level 1, resumed from the checkpoint at step 40
+    with pytest.raises(Crash):
+        execute(job)
+    records = run(cfg)
+    logs = sorted(
+        (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime_ns
+    )
+    crashed, resumed = (read_run(log) for log in logs)
+    assert crashed.run.run_id == resumed.run.run_id
+    assert (crashed.exit_code, resumed.exit_code) == (1, 0)
+    levels = [[row for row in r.history if "level/level" in row] for r in (crashed, resumed)]
+    assert [[row["level/level"] for row in rows] for rows in levels] == [[0], [1, 2]]
+    assert [row["level/test_acc"] for row in levels[0] + levels[1]] == [r["test_acc"] for r in records]
+    steps = [row["trainer/global_step"] for r in (crashed, resumed) for row in r.history if "val/loss" in row]
+    assert steps == list(range(10, 91, 10))  # every evaluation once: 10-40 before the crash, 50-90 after
+    assert "results/path" not in crashed.summary and "results/path" in resumed.summary

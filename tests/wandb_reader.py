@@ -47,6 +47,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: list[Any] = field(default_factory=list)  # ArtifactRecords
+    exit_code: int | None = None  # None: the run was never finished
 
 
 def read_run(path: Path) -> OfflineRun:
@@ -60,6 +61,8 @@ def read_run(path: Path) -> OfflineRun:
             out.config |= _items(record.config.update)
         elif kind == "history":
             out.history.append(_items(record.history.item))
+        elif kind == "exit":
+            out.exit_code = record.exit.exit_code
         elif kind == "summary":
             out.summary |= _items(record.summary.update)
         elif kind == "artifact":
