@@ -210,6 +210,22 @@ def test_absolute_member_paths_land_inside_the_root(mirror: Mirror, tmp_path: Pa
     assert not outside.exists() and (root / str(outside).lstrip("/")).read_bytes() == b"owned"
 
 
+def test_md5_that_misses_a_dataset_file_is_one_line_after_the_download(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    write_mnist(mirror.directory / "mnist", train=20, test=5)
+    md5 = md5_of(mirror.directory / "mnist", GZ[:3])
+    data = MNISTDataModule(
+        str(tmp_path), 10, 8, 0, MEAN, STD, download=True, mirrors=[f"{mirror.base}/mnist/"], md5=md5
+    )
+    with pytest.raises(ConfigError) as caught:
+        data.setup()
+    assert str(caught.value).startswith(
+        f"lth: data not found after download: {tmp_path / 'MNIST' / 'raw'} or"
+    )
+    assert str(caught.value).endswith("data.md5 names " + ", ".join(GZ[:3]))
+
+
 def test_file_names_in_md5_must_stay_in_the_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data.md5 key '../x'; allowed: plain file names"):
         fetch(tmp_path, {"../x": "0" * 32}, ["http://127.0.0.1:9/"])
