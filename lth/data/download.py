@@ -4,7 +4,7 @@ Each file is streamed to a hidden temp file beside its destination, checked agai
 MD5 and only then renamed into place, so an interrupted download never leaves a file that looks
 complete. Mirrors are tried in order; a network error moves on to the next one, an MD5 mismatch
 stops with one line. ``.tar.gz`` archives are extracted into a temp directory with tarfile's
-``data`` filter (no absolute paths, no ``..``, no links out, no device files) and their regular
+``data`` filter (leading ``/`` stripped; ``..``, links out and device files refused) and their regular
 files renamed into place one by one.
 """
 
