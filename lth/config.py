@@ -19,6 +19,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lth.data.download import is_file_name
 from lth.data.teacher_student import TEACHER_WEIGHTS
 from lth.errors import ConfigError, invalid
 from lth.flops import BUDGETS
@@ -64,6 +65,22 @@ def _int_in(low: int, high: float = float("inf")) -> tuple[Callable[[Any], bool]
 OPEN_UNIT = (lambda v: _is_number(v) and 0 < v < 1), "a number in (0, 1)"
 POSITIVE = (lambda v: _is_number(v) and v > 0), "a number > 0"
 NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0), "a number >= 0"
+MIRRORS = (
+    lambda v: (
+        isinstance(v, ListConfig)
+        and len(v) > 0
+        and all(str(u).startswith(("http://", "https://")) for u in v)
+    ),
+    "a non-empty list of http(s) base URLs, tried in order",
+)
+MD5S = (
+    lambda v: (
+        isinstance(v, DictConfig)
+        and len(v) > 0
+        and all(is_file_name(str(k)) and re.fullmatch(r"[0-9a-f]{32}", str(h)) for k, h in v.items())
+    ),
+    "a non-empty mapping of file names to lowercase hex MD5s, e.g. {t10k-labels-idx1-ubyte.gz:ec29112d...}",
+)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -131,6 +148,8 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("model.depth", depth_ok))
     if "download" in cfg.data:
         checks.append(("data.download", ((lambda v: isinstance(v, bool)), "true or false")))
+    if "mirrors" in cfg.data:
+        checks += [("data.mirrors", MIRRORS), ("data.md5", MD5S)]
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
     if cfg.get("logger") and cfg.logger.get("_target_") == "lth.loggers.wandb_logger":

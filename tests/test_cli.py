@@ -74,6 +74,8 @@ BAD_INPUT = [
     (["train.batch_size=3600"], "train.batch_size=3600", "3500 training examples"),
     (["data=teacher_student", "model=student", "prune=snip"], "prune.at_init='snip'", "synflow"),
     (["-m", "init=winning_ticket,reinitt"], "init=reinitt", "winning_ticket"),
+    (["data=mnist", "data.mirrors=[ftp://x/]"], "data.mirrors=", "http(s) base URLs"),
+    (["data=cifar10", "data.md5={cifar-10-python.tar.gz:C58F}"], "data.md5=", "lowercase hex MD5s"),
 ]
 
 

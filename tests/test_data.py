@@ -121,19 +121,6 @@ def test_missing_files_are_one_line_naming_path_and_files(tmp_path: Path) -> Non
         CIFAR10DataModule(str(tmp_path), 2, 2, 0, [0.5] * 3, [0.2] * 3).setup()
 
 
-def test_download_without_torchvision_says_how_to_get_the_files(tmp_path: Path) -> None:
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        with pytest.raises(
-            ConfigError, match=r"data.download=true needs torchvision.*FashionMNIST/raw"
-        ) as caught:
-            idx_module(FashionMNISTDataModule, tmp_path, download=True)
-        assert "\n" not in str(caught.value)
-    else:
-        pytest.skip("torchvision is installed: a download would need the network")
-
-
 def test_crop_flip_is_seeded_shape_preserving_and_a_padded_crop() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(12, 3, 8, 8, generator=g)

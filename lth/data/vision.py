@@ -10,13 +10,14 @@ A ``data.root`` prepared by torchvision works unchanged (torchvision itself is n
 | ``cifar100`` | ``<root>/cifar-100-python/{train,test}`` (fine labels) |
 
 Images are kept as normalised float tensors ``(N, C, H, W)``: ``(x / 255 - mean) / std`` per channel,
-computed once at load. ``download=True`` fetches missing files with torchvision when it is installed.
+computed once at load. ``download=True`` fetches missing files from ``mirrors`` into the same layout,
+each checked against its MD5 in ``md5`` (``lth.data.download``).
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lth.config import ConfigError
 from lth.data.augment import CropFlip
+from lth.data.download import fetch
 from lth.data.idx import read_idx
 from lth.data.memory import InMemoryDataModule, Split
+from lth.errors import ConfigError
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -66,8 +68,8 @@ def read_cifar_batch(path: Path, label_key: str) -> Split:
 class ImageDataModule(InMemoryDataModule):
     """Base of the file-backed image datasets: locate the files, read them, normalise once."""
 
-    torchvision_name: ClassVar[str]  # class in torchvision.datasets that writes the same layout
     subdirs: ClassVar[tuple[str, ...]]  # where under root the files may be ("" = root itself)
+    download_dir: ClassVar[str]  # where under root the downloaded files (or archives) go
     files: ClassVar[tuple[str, ...]]
     optional_suffix: ClassVar[str] = ""  # each file may also carry this suffix (".gz")
     num_classes: int
@@ -81,13 +83,15 @@ class ImageDataModule(InMemoryDataModule):
         mean: Sequence[float],
         std: Sequence[float],
         download: bool = False,
+        mirrors: Sequence[str] = (),
+        md5: Mapping[str, str] | None = None,
         augment: bool = False,
         padding: int = 4,
     ) -> None:
         super().__init__(root, val_size, batch_size, seed)
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
-        self.download = download
+        self.download, self.mirrors, self.md5 = download, list(mirrors), dict(md5 or {})
         if augment:
             self.augmentation = CropFlip(padding, (-self.mean / self.std).flatten())
 
@@ -104,30 +108,27 @@ class ImageDataModule(InMemoryDataModule):
         """The first candidate directory holding every file; downloads or fails with one line."""
         root = Path(self.root).expanduser()
         candidates = [root / sub for sub in self.subdirs]
-        for directory in candidates:
-            if all(self.find(directory, name) for name in self.files):
-                return directory
-        if self.download:
-            self.fetch(root)
-            return self.locate()
+        found = self.complete(candidates)
+        if found is None and self.download:
+            fetch(root / self.download_dir, self.md5, self.mirrors)
+            found = self.complete(candidates)
+        if found is not None:
+            return found
         where = " or ".join(str(c) for c in candidates)
         names = ", ".join(name + self.optional_suffix for name in self.files)
+        if self.download:
+            raise ConfigError(
+                f"lth: data not found after download: {where} must hold {names}; "
+                f"data.md5 names {', '.join(self.md5) or 'no file'}"
+            )
         raise ConfigError(
             f"lth: data not found: {where} must hold {names} (torchvision's layout); "
-            f"copy them there or set data.download=true (needs torchvision)"
+            f"copy them there or set data.download=true (fetches them from data.mirrors)"
         )
 
-    def fetch(self, root: Path) -> None:
-        try:
-            import torchvision
-        except ImportError:
-            raise ConfigError(
-                f"lth: data.download=true needs torchvision, which is not installed; install it "
-                f"or put {', '.join(self.files)} under {root / self.subdirs[0]}"
-            ) from None
-        self.download = False
-        for train in (True, False):
-            getattr(torchvision.datasets, self.torchvision_name)(str(root), train=train, download=True)
+    def complete(self, candidates: list[Path]) -> Path | None:
+        """The first of ``candidates`` that holds every file, or None."""
+        return next((d for d in candidates if all(self.find(d, name) for name in self.files)), None)
 
     def normalise(self, images: Tensor) -> Tensor:
         return (images.float() / 255 - self.mean) / self.std
@@ -156,20 +157,20 @@ class IdxDataModule(ImageDataModule):
 
 class MNISTDataModule(IdxDataModule):
     num_classes = 10
-    torchvision_name = "MNIST"
     subdirs = ("MNIST/raw", "")
+    download_dir = "MNIST/raw"
 
 
 class FashionMNISTDataModule(IdxDataModule):
     num_classes = 10
-    torchvision_name = "FashionMNIST"
     subdirs = ("FashionMNIST/raw", "")
+    download_dir = "FashionMNIST/raw"
 
 
 class CIFAR10DataModule(ImageDataModule):
     num_classes = 10
-    torchvision_name = "CIFAR10"
     subdirs = ("cifar-10-batches-py",)
+    download_dir = ""  # the archive holds cifar-10-batches-py/
     files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
     def read(self, directory: Path) -> tuple[Split, Split]:
@@ -180,8 +181,8 @@ class CIFAR10DataModule(ImageDataModule):
 
 class CIFAR100DataModule(ImageDataModule):
     num_classes = 100
-    torchvision_name = "CIFAR100"
     subdirs = ("cifar-100-python",)
+    download_dir = ""  # the archive holds cifar-100-python/
     files = ("train", "test")
 
     def read(self, directory: Path) -> tuple[Split, Split]:
