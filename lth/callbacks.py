@@ -45,7 +45,7 @@ class PruningPlan:
     batches: int = 1
     structure: str = "unstructured"
     norm: int = 1
-    units_of: tuple[str, ...] = ()
+    readers: Mapping[str, str] = field(default_factory=dict)  # structured: unit tensor -> its reader
 
     def next_masks(
         self, masks: Mapping[str, Tensor], w_init: State, w_final: State, level: int
@@ -53,7 +53,7 @@ class PruningPlan:
         """Masks after the pruning event that ends ``level`` (ties broken by a per-level seed)."""
         ties = derived_seed(self.seed, "ties", level)
         if self.structure != "unstructured":
-            return structure_masks(w_final, masks, self.rates, self.norm, self.units_of, ties)
+            return structure_masks(w_final, masks, self.rates, self.norm, self.readers, ties)
         scores = score(self.criterion, w_init, w_final)
         return prune_masks(scores, masks, self.rates, self.scope, self.base_rate, ties)
 

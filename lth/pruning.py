@@ -25,12 +25,11 @@ Structured pruning (``structure_masks``; Li et al. 2017) removes whole output un
 dim 0: a Linear's neurons (rows), a Conv's filters. Each event removes ``round(rate * alive units)``
 units of a tensor with the smallest L``p`` norm of their weights (the rule of
 ``torch.nn.utils.prune.ln_structured``), and masks what depends on them: the input columns (channels)
-of the next prunable tensor when its dim 1 matches (sequential models).
+of the tensor that reads them (``lth.train.unit_readers`` finds it).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -140,23 +139,24 @@ def structure_masks(
     masks: Mapping[str, Tensor],
     rates: Mapping[str, float],
     norm: int,
-    units_of: Sequence[str],
+    readers: Mapping[str, str],
     seed: int = 0,
 ) -> dict[str, Tensor]:
-    """New masks after one structured event: the units of each tensor in ``units_of`` at its rate,
-    then, along ``masks``' order, the columns that read a removed unit."""
+    """New masks after one structured event: the units of each tensor in ``readers`` at its rate, then
+    the input columns of the tensor that reads them (``readers[name]``). A Linear reading a Conv's
+    flattened ``(C, H, W)`` output has ``H * W`` columns per channel."""
     generator = torch.Generator().manual_seed(seed)
     new = dict(masks)
-    for name in units_of:
+    for name in readers:
         mask = masks[name]
         norms = (weights[name] * mask).flatten(1).norm(p=norm, dim=1)
         alive = mask.flatten(1).any(dim=1)
         kept = _drop_lowest((norms,), alive, prune_count(int(alive.sum()), rates[name]), generator)
         new[name] = mask & kept.view(-1, *[1] * (mask.dim() - 1))
-    for upstream, downstream in itertools.pairwise(masks):
-        feeds = new[upstream].flatten(1).any(dim=1)
-        if new[downstream].dim() > 1 and new[downstream].shape[1] == len(feeds):
-            new[downstream] = new[downstream] & feeds.view(1, -1, *[1] * (new[downstream].dim() - 2))
+    for name, reader in readers.items():
+        feeds = new[name].flatten(1).any(dim=1)
+        feeds = feeds.repeat_interleave(new[reader].shape[1] // len(feeds))
+        new[reader] = new[reader] & feeds.view(1, -1, *[1] * (new[reader].dim() - 2))
     return new
 
 

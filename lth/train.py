@@ -5,6 +5,7 @@ validate config -> data -> model -> MaskedNetwork -> Trainer(PruningCallback, lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
-from torch import nn
+from torch import Tensor, nn
 
 from lth.callbacks import Analysis, PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
@@ -90,12 +91,39 @@ def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict
     return {name: rate(name) for name in prunable}
 
 
-def unit_tensors(structure: str, model: nn.Module, prunable: list[str]) -> tuple[str, ...]:
-    """Tensors structured pruning removes units from: hidden Linear weights (``neuron``) or Conv
-    weights (``filter``); never the output layer, whose units are the classes."""
-    output = prunable_weight_names(model)[-1]
+def reads_units(unit: Tensor, reader: Tensor) -> bool:
+    """Whether ``reader``'s input columns can be ``unit``'s outputs: one per unit, or (a Linear after a
+    Conv) the same number per channel of the flattened ``(C, H, W)`` output."""
+    columns, units = reader.shape[1], unit.shape[0]
+    return columns == units or (unit.dim() > 2 and reader.dim() == 2 and columns % units == 0)
+
+
+def unit_readers(structure: str, model: nn.Module, prunable: list[str]) -> dict[str, str]:
+    """The tensors structured pruning removes units from, each with the prunable tensor reading them.
+
+    Units are hidden Linear rows (``neuron``) or Conv filters (``filter``), never the output layer's
+    (the classes). A model with skip connections declares the pairs (``model.unit_readers()``; ResNet:
+    the first conv of each block, read by the second, as Li et al. prune ResNets); any other model is
+    taken as a chain, each tensor read by the next Linear/Conv. A unit tensor without a prunable reader
+    of a matching width is a ConfigError.
+    """
+    weights = prunable_weight_names(model)
     linear = structure == "neuron"
-    return tuple(n for n in prunable if n != output and (model.get_parameter(n).dim() == 2) == linear)
+    kind = [n for n in prunable if n != weights[-1] and (model.get_parameter(n).dim() == 2) == linear]
+    declared = getattr(model, "unit_readers", None)
+    pairs = declared() if declared else dict(itertools.pairwise(weights))
+    readers = {}
+    for name in kind:
+        reader = pairs.get(name)
+        if reader is None and declared:
+            continue  # a unit tensor whose outputs also travel a skip connection
+        if reader not in prunable or not reads_units(model.get_parameter(name), model.get_parameter(reader)):
+            raise ConfigError(
+                f"lth: invalid config: prune.structure={structure} cannot prune the units of {name}: the "
+                f"next layer's weight {reader} is not prunable (prune.exclude) or does not read them"
+            )
+        readers[name] = reader
+    return readers
 
 
 def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
@@ -156,7 +184,7 @@ def build_job(cfg: DictConfig) -> Job:
             batches=cfg.prune.get("batches", 1),
             structure=cfg.prune.structure,
             norm=cfg.prune.norm,
-            units_of=unit_tensors(cfg.prune.structure, model, prunable),
+            readers=unit_readers(cfg.prune.structure, model, prunable),
         ),
         restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
         fresh_state=lambda seed: build_model(seed).state_dict(),

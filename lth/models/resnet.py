@@ -57,6 +57,11 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(fan_in, num_classes)
         initialize(self, init)
 
+    def unit_readers(self) -> dict[str, str]:
+        """Filters structured pruning may remove: each block's first conv, read only by its second
+        (the other convs' outputs also travel the skip connections)."""
+        return {f"blocks.{i}.conv1.weight": f"blocks.{i}.conv2.weight" for i in range(len(self.blocks))}
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.blocks(F.relu(self.bn(self.conv(x))))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
