@@ -27,6 +27,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "constant": lambda t, total: 1.0,
     "cosine": lambda t, total: 0.5 * (1.0 + math.cos(math.pi * t / total)),
     "linear": lambda t, total: 1.0 - t / total,
+    "step": lambda t, total: 0.1 ** ((2 * t >= total) + (4 * t >= 3 * total)),  # /10 at 50% and 75%
 }
 SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}

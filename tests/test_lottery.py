@@ -140,6 +140,8 @@ def test_lr_schedule_runs_over_the_level_length() -> None:
     factor = lr_factor("cosine", 0)
     assert factor(0, 100) == factor(0, 250) == 1.0
     assert factor(50, 100) == pytest.approx(0.5) and factor(125, 250) == pytest.approx(0.5)
+    step = lr_factor("step", 0)
+    assert [step(t, 100) for t in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     warm = lr_factor("constant", 4)
     assert [warm(t, 100) for t in (0, 3, 4, 99)] == [0.25, 1.0, 1.0, 1.0]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from datafiles import write_mnist
+from datafiles import write_cifar, write_mnist
 from hydra import compose, initialize_config_dir
 
 from lth.config import CONF_DIR, check_config, precheck, sweep_jobs
@@ -99,3 +99,38 @@ def test_frankle_lenet_trains_on_mnist_files_in_torchvision_layout(tmp_path: Pat
     assert [r["level"] for r in records] == [0, 1, 2]
     assert records[2]["layers"]["fc1.weight"] == pytest.approx(0.8**2, abs=1e-3)
     assert records[2]["layers"]["fc3.weight"] == pytest.approx(0.9**2, abs=1e-3)
+
+
+def test_liu_scratch_trains_the_filter_pruned_vgg_for_the_same_steps_or_the_same_compute(
+    tmp_path: Path,
+) -> None:
+    write_cifar(tmp_path / "data", classes=10, per_batch=20, test=20)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        jobs = {
+            o: job
+            for job in sweep_jobs(["experiment=liu_scratch"])
+            for o in job
+            if o.startswith("train.budget")
+        }
+        assert sorted(jobs) == ["train.budget=flops", "train.budget=steps"]
+        small = [
+            f"data.root={tmp_path / 'data'}",
+            "data.val_size=20",
+            "train.batch_size=16",
+            "train.steps=4",
+            "train.eval_every=4",
+            "logger=none",
+            f"paths.output_dir={tmp_path / 'run'}",
+        ]
+        cfg = compose("config", overrides=[*jobs["train.budget=flops"], *small])
+    assert (cfg.model.plan[-1], cfg.optim.weight_decay, cfg.optim.schedule) == (512, 1e-4, "step")
+    assert (cfg.init.name, cfg.prune.structure, cfg.prune.conv_rate, cfg.prune.levels) == (
+        "reinit",
+        "filter",
+        0.5,
+        1,
+    )
+    dense, pruned = execute(build_job(cfg))
+    # half the filters of every conv: about a quarter of the conv MACs, so Scratch-B hits the 2x cap
+    assert pruned["forward_macs"] < 0.3 * dense["forward_macs"]
+    assert (dense["steps"], pruned["steps"]) == (4, 8)
