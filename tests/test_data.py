@@ -189,3 +189,15 @@ def test_real_fashion_mnist_from_debians_package() -> None:
     assert torch.bincount(y_test).tolist() == [1000] * 10
     assert torch.bincount(torch.cat([y, data.split("val")[1]])).tolist() == [6000] * 10
     assert abs(x.mean().item()) < 0.01 and abs(x.std().item() - 1) < 0.01  # the configured mean/std fit
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_batches_are_drawn_on_the_device_the_splits_are_held_on(augment: bool) -> None:
+    """``hold_on`` moves the splits once (to the GPU when training there); the meta device stands in."""
+    data = DigitsDataModule("unused", 200, 32, 0, 297, 0)
+    data.hold_on(torch.device("meta"))
+    assert {t.device.type for split in ("train", "val", "test") for t in data.split(split)} == {"meta"}
+    x, y = data.split("train")
+    flip = CropFlip(2, torch.zeros(1)) if augment else None
+    xb, yb = next(iter(ShuffledBatches(x, y, 32, 0, lambda: (0, 0, 1), flip)))
+    assert (xb.device.type, yb.device.type, xb.shape, yb.shape) == ("meta", "meta", (32, 1, 8, 8), (32,))

@@ -48,7 +48,7 @@ class ShuffledBatches:
         step, rank, world = self.position()
         epoch, index = divmod(step, self.batches_per_epoch)
         while True:
-            perm = self.permutation(epoch)
+            perm = self.permutation(epoch).to(self.x.device)
             for i in range(index, self.batches_per_epoch):
                 rows = perm[i * self.batch_size : (i + 1) * self.batch_size]
                 if self.augment is None:
@@ -115,6 +115,13 @@ class InMemoryDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
 
+    def hold_on(self, device: torch.device) -> None:
+        """Keep every split on ``device`` (moved once), so batches are indexed where they are used."""
+        self.setup()
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+
     def train_dataloader(self) -> ShuffledBatches:
+        if self.trainer is not None:
+            self.hold_on(self.trainer.strategy.root_device)
         x, y = self.split("train")
         return ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation)
