@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +14,17 @@ from rich.console import Console
 from rich.table import Table
 
 from lth.callbacks import PruningCallback
+
+
+def quiet_third_party_noise() -> None:
+    """Drop two messages every job would print: Lightning's advert for its LitLogger, and the
+    FutureWarning Lightning 2.6 triggers through torch's deprecated ``LeafSpec``."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
 
 
 def _percent(value: float | None, digits: int = 2) -> str:

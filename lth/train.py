@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from lth.callbacks import Analysis, PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.config import ConfigError, check_config, check_exclude, precheck
-from lth.console import LotteryProgressBar, print_results
+from lth.console import LotteryProgressBar, print_results, quiet_third_party_noise
 from lth.data import InMemoryDataModule
 from lth.data.teacher_student import TeacherStudentDataModule
 from lth.flops import Budget, ForwardCost
@@ -258,6 +258,7 @@ def hydra_main(cfg: DictConfig) -> list[dict[str, Any]]:
 
 def main() -> None:
     """Check every job of the command line first (one-line error, exit 2), then hand over to Hydra."""
+    quiet_third_party_noise()
     problem = precheck(sys.argv[1:])
     if problem:
         print(problem, file=sys.stderr)
