@@ -59,13 +59,13 @@ def rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> t
 
 
 class StepClock(pl.Callback):
-    """``now()`` at the end of every training batch."""
+    """The global step and ``now()`` at the end of every training batch (a run of optimizer steps)."""
 
     def __init__(self) -> None:
-        self.times: list[tuple[float, float]] = []
+        self.times: list[tuple[int, tuple[float, float]]] = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.times.append(now())
+        self.times.append((trainer.global_step, now()))
 
 
 def lth_job(root: Path, steps: int, optim: str, overrides: list[str]) -> Job:
@@ -123,7 +123,7 @@ def raw_loop(
 
 def fetch_seconds(job: Job, steps: int) -> float:
     """Seconds per batch drawn from lth's own training stream (ShuffledBatches)."""
-    stream = iter(job.datamodule.train_dataloader())
+    stream = job.datamodule.train_batches()
     start = time.perf_counter()
     for _ in range(steps):
         next(stream)
@@ -149,15 +149,14 @@ def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
     clock = StepClock()
     job.trainer.callbacks.append(clock)
     records = execute(job)
-    level_1 = clock.times[steps:-1]  # batch ends of level 1, without its final evaluation
+    level_1 = [(s, t) for s, t in clock.times if steps < s < 2 * steps]  # level 1 without its final eval
+    (first, start), (last, end) = level_1[0], level_1[-1]
     network = job.module.network  # the raw loop continues from lth's final weights and masks
     masks = {name: network.mask(name).float() for name in network.prunable}
     raw = raw_loop(
         copy.deepcopy(network.model), masks, *job.datamodule.split("train"), job.module.optim, steps
     )
-    return Round(
-        rates(len(level_1) - 1, level_1[0], level_1[-1]), raw, fetch_seconds(job, steps), records[1]["wall_s"]
-    )
+    return Round(rates(last - first, start, end), raw, fetch_seconds(job, steps), records[1]["wall_s"])
 
 
 def main(argv: list[str] | None = None) -> None:

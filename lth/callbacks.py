@@ -4,8 +4,9 @@ One ``fit`` spans all levels: a level trains global steps ``(level_start, level_
 its length set by the ``Budget`` from its masks when it starts (``train.steps``, or Scratch-B's FLOPs
 budget). At the end of a level the callback records its metrics, prunes (criterion + scope), restarts
 the survivors (``lth.init.Restart``), clears the optimizer state and restarts the LR schedule, so the
-next level starts from a fresh optimizer. Its state (level, its start and length, theta_0, the
-rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
+next level starts from a fresh optimizer. Before each training batch it tells the module how many
+steps to run: up to the next step where it (or the checkpoint) acts. Its state (level, its start and
+length, theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
 (SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at theta_0, computed
 once before the first step.
 """
@@ -114,6 +115,7 @@ class PruningCallback(pl.Callback):
         budget: Budget,
         cost: ForwardCost,
         eval_every: int,
+        checkpoint_every: int | None,
         plan: PruningPlan,
         restart: Restart,
         fresh_state: Callable[[int], State],
@@ -122,6 +124,7 @@ class PruningCallback(pl.Callback):
         analyses: Mapping[str, Analysis] | None = None,
     ) -> None:
         self.levels, self.budget, self.cost, self.eval_every = levels, budget, cost, eval_every
+        self.checkpoint_every = checkpoint_every  # global steps between checkpoints (RotatingCheckpoint)
         self.plan, self.restart, self.fresh_state = plan, restart, fresh_state
         self.run_dir, self.save_weights = run_dir, save_weights
         self.analyses = dict(analyses or {})
@@ -159,19 +162,30 @@ class PruningCallback(pl.Callback):
             self._log_ticket(trainer, pl_module)
         self._started = time.perf_counter()
 
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        pl_module.network.mask_gradients()
+        pl_module.steps_per_batch = self.steps_until_event(trainer.global_step, pl_module.max_steps_per_batch)
+
+    def steps_until_event(self, global_step: int, most: int) -> int:
+        """Steps from ``global_step`` to the next evaluation, level end, rewind snapshot or checkpoint
+        (at most ``most``): a training batch runs that many optimizer steps."""
+        state, step = self.state, global_step - self.state.level_start
+        until = [most, state.level_steps - step, self.eval_every - step % self.eval_every]
+        if self.checkpoint_every:
+            until.append(self.checkpoint_every - global_step % self.checkpoint_every)
+        if state.level == 0 and state.snapshot is None and step < self.restart.snapshot_step:
+            until.append(self.restart.snapshot_step - step)
+        return min(until)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         network = pl_module.network
-        network.apply_masks()
-        loss = outputs["loss"].detach()
+        losses = outputs["losses"]
+        loss = losses.sum()
         self.state.loss_sum = loss if self.state.loss_sum is None else self.state.loss_sum + loss
-        self.state.loss_count += 1
+        self.state.loss_count += len(losses)
         step, end = trainer.global_step - self.state.level_start, self.state.level_steps
         if self.state.level == 0 and step == self.restart.snapshot_step and self.state.snapshot is None:
             self.state.snapshot = network.model_state()

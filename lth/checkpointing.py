@@ -24,16 +24,17 @@ LAST, PREVIOUS = "last.ckpt", "prev.ckpt"
 
 
 class RotatingCheckpoint(Checkpoint):
-    """Saves ``last.ckpt`` at level ends and every ``every`` steps, keeping the previous one."""
+    """Saves ``last.ckpt`` at level ends and every ``schedule.checkpoint_every`` steps, keeping the
+    previous one (the schedule ends its training batches at those steps)."""
 
-    def __init__(self, dirpath: Path, schedule: PruningCallback, every: int | None) -> None:
-        self.dirpath, self.schedule, self.every = Path(dirpath), schedule, every
+    def __init__(self, dirpath: Path, schedule: PruningCallback) -> None:
+        self.dirpath, self.schedule = Path(dirpath), schedule
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         """Runs after the PruningCallback: a level that just ended has finished or started the next."""
-        step, state = trainer.global_step, self.schedule.state
+        step, state, every = trainer.global_step, self.schedule.state, self.schedule.checkpoint_every
         level_ended = step == state.level_start or state.status != "running"
-        if level_ended or (self.every and step % self.every == 0):
+        if level_ended or (every and step % every == 0):
             self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> None:

@@ -67,6 +67,12 @@ class MaskedNetwork(nn.Module):
     def factor(self, name: str) -> Tensor:
         return getattr(self.factors, buffer_name(name))
 
+    def _weights(self) -> list[Tensor]:
+        return [self.weight(name) for name in self.prunable]
+
+    def _factors(self) -> list[Tensor]:
+        return [self.factor(name) for name in self.prunable]
+
     @torch.no_grad()
     def refresh_factors(self) -> None:
         """Copy the bool masks into their float factors (after any change of the masks)."""
@@ -89,12 +95,12 @@ class MaskedNetwork(nn.Module):
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Set every pruned weight in place to zero (or to its held value)."""
+        if self.frozen is None:
+            torch._foreach_mul_(self._weights(), self._factors())  # one fused call, not one per tensor
+            return
         for name in self.prunable:
-            weight, mask = self.weight(name), self.mask(name)
-            if self.frozen is None:
-                weight.mul_(self.factor(name))
-            else:
-                weight.copy_(torch.where(mask, weight, self.frozen[name]))
+            weight = self.weight(name)
+            weight.copy_(torch.where(self.mask(name), weight, self.frozen[name]))
 
     @contextmanager
     def holding(self, state: Mapping[str, Tensor]) -> Iterator[None]:
@@ -113,10 +119,12 @@ class MaskedNetwork(nn.Module):
     @torch.no_grad()
     def mask_gradients(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never moves them."""
-        for name in self.prunable:
-            grad = self.weight(name).grad
-            if grad is not None:
-                grad.mul_(self.factor(name))
+        pairs = [
+            (w.grad, f) for w, f in zip(self._weights(), self._factors(), strict=True) if w.grad is not None
+        ]
+        if pairs:
+            grads, factors = zip(*pairs, strict=True)
+            torch._foreach_mul_(list(grads), list(factors))
 
     def model_state(self) -> dict[str, Tensor]:
         """Detached copy of the whole model state (weights, biases, buffers), plain names."""

@@ -6,17 +6,25 @@ accuracy is None (reported as null, never faked).
 The LR schedule is a function of the step *within* the level and the level's length, so every level
 replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
 (and clears the optimizer state).
+
+One Lightning batch is a run of ``steps_per_batch`` optimizer steps (set by the PruningCallback before
+each batch, stopping at the next step where anything happens: evaluation, level end, checkpoint), each
+on the next batch of the per-step stream that Lightning hands over (``lth.data.StepStream``). On one
+device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
+run, so Lightning's per-batch machinery is paid once per run instead of once per step; otherwise
+(DDP, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -32,6 +40,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
+MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch (`make bench`) shared by up to 20 steps
 
 
 def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:
@@ -63,11 +72,13 @@ class LotteryModule(pl.LightningModule):
         self.loss = LOSSES[task]
         self.optim = dict(optim)
         self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
+        self.steps_per_batch = 1  # optimizer steps of the next training batch (set by the PruningCallback)
+        self.plain_steps = False  # set in on_fit_start: plain PyTorch steps, several per batch
         self.accuracy = (
             MulticlassAccuracy(num_classes=num_classes, average="micro") if task == "classification" else None
         )
-        # One plain optimizer step per batch, written out in training_step: Lightning's automatic
-        # optimization (closure, extra hooks) costs ~8% of a LeNet step on CPU (`make bench`).
+        # Optimizer steps written out in training_step: Lightning's automatic optimization (closure,
+        # extra hooks, one step per batch) costs ~8% of a LeNet step on CPU (`make bench`).
         self.automatic_optimization = False
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -88,19 +99,45 @@ class LotteryModule(pl.LightningModule):
         ):
             group["lr"] = base * factor(scheduler.last_epoch)
 
+    def on_fit_start(self) -> None:
+        trainer = self.trainer
+        self.plain_steps = (
+            isinstance(trainer.strategy, SingleDeviceStrategy) and trainer.precision == "32-true"
+        )
+
+    @property
+    def max_steps_per_batch(self) -> int:
+        """Several steps per batch only with plain steps (under DDP each step needs its own forward call)."""
+        return MAX_STEPS_PER_BATCH if self.plain_steps else 1
+
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """One optimizer step; the loss is logged by PruningCallback, averaged between evaluations."""
+    def training_step(self, batches: Iterator[tuple[Tensor, Tensor]], batch_idx: int) -> dict[str, Tensor]:
+        """``steps_per_batch`` optimizer steps, each on the next batch of ``batches``; returns their
+        losses (logged by the PruningCallback, averaged between evaluations)."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        x, y = batch
-        loss = self.loss(self.network(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()  # PruningCallback masks the gradients in on_before_optimizer_step
-        scheduler.step()
-        return loss
+        if self.plain_steps:
+            optimizer = optimizer.optimizer  # the torch optimizer, without Lightning's step wrapper
+        losses = []
+        for _ in range(self.steps_per_batch):
+            x, y = next(batches)
+            loss = self.loss(self.network(x.to(self.device)), y.to(self.device))
+            optimizer.zero_grad(set_to_none=True)
+            if self.plain_steps:
+                loss.backward()
+            else:
+                self.manual_backward(loss)
+            self.network.mask_gradients()
+            optimizer.step()
+            scheduler.step()
+            self.network.apply_masks()
+            losses.append(loss.detach())
+        if (
+            self.plain_steps
+        ):  # Lightning's step counter (trainer.global_step); its optimizer wrapper was bypassed
+            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(len(losses))
+        return {"losses": torch.stack(losses)}
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float | None]:

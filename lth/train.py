@@ -173,6 +173,7 @@ def build_job(cfg: DictConfig) -> Job:
         budget=budget,
         cost=ForwardCost(model, datamodule.input_shape),
         eval_every=cfg.train.eval_every,
+        checkpoint_every=cfg.train.checkpoint_every,
         plan=PruningPlan(
             criterion=cfg.prune.criterion,
             scope=cfg.prune.scope,
@@ -198,7 +199,7 @@ def build_job(cfg: DictConfig) -> Job:
         logger=instantiate(cfg.logger) if cfg.logger else False,
         callbacks=[
             callback,
-            RotatingCheckpoint(run_dir.checkpoint_dir, callback, cfg.train.checkpoint_every),
+            RotatingCheckpoint(run_dir.checkpoint_dir, callback),
             *([LotteryProgressBar(callback)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
         limit_val_batches=0,

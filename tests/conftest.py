@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -64,11 +65,28 @@ class Crash(Exception):
 
 
 class CrashAt(pl.Callback):
-    """Raises Crash after global step ``at``; the job's checkpoints stay behind, as after a crash."""
+    """Raises Crash once global step ``at`` is done, from the optimizer's step pre-hook (so also in the
+    middle of a training batch's run of steps); the job's checkpoints stay behind, as after a crash."""
 
     def __init__(self, at: int) -> None:
         self.at = at
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.at:
-            raise Crash
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        done = itertools.count(trainer.global_step)
+
+        def crash(*_: object) -> None:
+            if next(done) == self.at:
+                raise Crash
+
+        trainer.optimizers[0].register_step_pre_hook(crash)
+
+
+class LearningRates(pl.Callback):
+    """The learning rate of every optimizer step, read just before the step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer = trainer.optimizers[0]
+        optimizer.register_step_pre_hook(lambda *_: self.lrs.append(optimizer.param_groups[0]["lr"]))

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -15,7 +14,7 @@ from torch import nn
 from lth.flops import Budget, ForwardCost
 from lth.results import RunDirectory
 from lth.train import build_job, execute, run
-from tests.conftest import Crash, CrashAt
+from tests.conftest import Crash, CrashAt, LearningRates
 from tests.test_resume import assert_same_results
 
 
@@ -54,14 +53,6 @@ def test_flops_budget_scales_steps_by_the_cost_saved_up_to_the_cap(
 def test_max_steps_bounds_every_level() -> None:
     assert Budget(100).max_steps(2) == 300
     assert Budget(100, "flops", cap=1.5).max_steps(2) == 450
-
-
-class LearningRates(pl.Callback):
-    def __init__(self) -> None:
-        self.lrs: list[float] = []
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
-        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
 def test_scratch_b_trains_each_level_for_the_dense_networks_compute(

@@ -14,6 +14,7 @@ from lth.module import lr_factor
 from lth.pruning import prune_masks, score
 from lth.results import RunDirectory
 from lth.train import build_job, execute, tensor_rates
+from tests.conftest import LearningRates
 
 State = dict[str, torch.Tensor]
 
@@ -220,17 +221,12 @@ def test_same_seed_same_results_on_cpu(make_cfg: Callable[..., DictConfig], tmp_
 def test_optimizer_follows_the_schedule_step_by_step_and_restarts_each_level(
     make_cfg: Callable[..., DictConfig],
 ) -> None:
-    lrs: list[float] = []
-
-    class LearningRates(pl.Callback):
-        def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
-            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-
     cfg = make_cfg(
         "optim.schedule=linear", "optim.lr=0.1", "train.steps=10", "train.eval_every=5", "prune.levels=1"
     )
     job = build_job(cfg)
-    job.trainer.callbacks.append(LearningRates())
+    lrs = LearningRates()
+    job.trainer.callbacks.append(lrs)
     execute(job)
     assert job.trainer.global_step == 20
-    assert lrs == pytest.approx([0.1 * (1 - t / 10) for t in range(10)] * 2)
+    assert lrs.lrs == pytest.approx([0.1 * (1 - t / 10) for t in range(10)] * 2)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -20,6 +19,7 @@ from lth.models import student
 from lth.module import LotteryModule
 from lth.specialisation import specialisation
 from lth.train import build_job, execute
+from tests.conftest import Crash, CrashAt
 
 SMALL = [
     "data=teacher_student",
@@ -165,17 +165,6 @@ def test_one_shot_magnitude_pruning_beats_random_pruning_at_80_percent(
     assert losses["winning_ticket"] < 0.75 * losses["random_prune"]
 
 
-class Crash(pl.Callback):
-    """Raises at global step ``at``: a job interrupted after its last checkpoint."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.at:
-            raise RuntimeError("crash")
-
-
 def test_a_resumed_retraining_keeps_the_new_teacher(
     ts_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
@@ -183,8 +172,8 @@ def test_a_resumed_retraining_keeps_the_new_teacher(
     reference = execute(build_job(ts_cfg(*job_args, f"paths.output_dir={tmp_path / 'reference'}")))
     cfg = ts_cfg(*job_args, f"paths.output_dir={tmp_path / 'resumed'}")
     job = build_job(cfg)
-    job.trainer.callbacks.append(Crash(at=25))  # level 1, after the level-end checkpoint at step 20
-    with pytest.raises(RuntimeError, match="crash"):
+    job.trainer.callbacks.append(CrashAt(25))  # level 1, after the level-end checkpoint at step 20
+    with pytest.raises(Crash):
         execute(job)
     resumed = execute(build_job(cfg))
 

@@ -4,10 +4,14 @@ The batch of global step ``t`` is a pure function of ``(seed, t)``: epoch ``e = 
 is a fresh ``randperm`` seeded by ``(seed, e)``, and a training augmentation draws from a generator
 seeded by ``(seed, t)``. A resumed run therefore continues with exactly the batches it would have
 seen, and under DDP rank ``r`` of ``w`` takes every ``w``-th row of each global batch.
+
+Lightning's training "dataloader" is a ``StepStream``: each of its items is the same iterator over the
+per-step batches, and the module's ``training_step`` takes one batch per optimizer step from it.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
@@ -60,6 +64,17 @@ class ShuffledBatches:
                     x = self.augment(self.x.index_select(0, rows), generator)
                     yield x[rank::world], self.y.index_select(0, rows)[rank::world]
             epoch, index = epoch + 1, 0
+
+
+class StepStream:
+    """Lightning's view of the per-step batches: every item is one iterator over them, created when
+    Lightning starts iterating (after a checkpoint is restored, so it starts at the restored step)."""
+
+    def __init__(self, batches: Callable[[], Iterator[Split]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[Iterator[Split]]:
+        return itertools.repeat(self.batches())
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -120,8 +135,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.setup()
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
-    def train_dataloader(self) -> ShuffledBatches:
+    def train_batches(self) -> Iterator[Split]:
+        """This rank's training batches, one per optimizer step, from the trainer's global step on."""
         if self.trainer is not None:
             self.hold_on(self.trainer.strategy.root_device)
         x, y = self.split("train")
-        return ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation)
+        return iter(ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation))
+
+    def train_dataloader(self) -> StepStream:
+        return StepStream(self.train_batches)

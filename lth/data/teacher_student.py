@@ -5,7 +5,7 @@ from a generator seeded by ``(seed, t)``, so no batch repeats and a resumed run 
 have seen; with an integer ``samples`` a fixed training set is shuffled by ``ShuffledBatches``. Validation
 and test inputs are fixed. ``retrain_teacher_seed`` gives levels >= 1 another teacher (the 2x2 reinit study):
 the callback announces each level through ``set_level``; evaluation labels are recomputed then, and each
-training batch is labelled by the current teacher when it is used (``on_after_batch_transfer``).
+training batch is labelled by the current teacher when the training step draws it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from lth.data.memory import InMemoryDataModule, ShuffledBatches, Split
+from lth.data.memory import InMemoryDataModule, Split
 from lth.init import derived_seed
 from lth.masks import PRUNABLE_MODULES
 from lth.models import MLP
@@ -111,12 +111,6 @@ class TeacherStudentDataModule(InMemoryDataModule):
     def label(self, x: Tensor) -> Tensor:
         return self.teacher.to(x.device)(x)
 
-    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
-        """Label each training batch when it is used: Lightning prefetches the next batch, which must not
-        keep the previous level's labels (and a resumed run must see the same labels)."""
-        x, _ = batch
-        return x, self.label(x)
-
     def set_level(self, level: int) -> None:
         """Use ``teacher_seed`` at level 0, ``retrain_teacher_seed`` (if set) after, and relabel every split."""
         seed = self.teacher_seeds[min(level, 1)]
@@ -143,9 +137,12 @@ class TeacherStudentDataModule(InMemoryDataModule):
     def input_shape(self) -> tuple[int, ...]:
         return (self.input_dim,)
 
-    def train_dataloader(self) -> ShuffledBatches | FreshBatches:
+    def train_batches(self) -> Iterator[Split]:
+        """Fresh inputs (``samples: infinite``) or the fixed training inputs, labelled when drawn."""
         if self.samples == "infinite":
-            return FreshBatches(
-                self.input_dim, self.sigma, self.batch_size, self.seed, self.label, self._position
+            return iter(
+                FreshBatches(
+                    self.input_dim, self.sigma, self.batch_size, self.seed, self.label, self._position
+                )
             )
-        return super().train_dataloader()
+        return ((x, self.label(x)) for x, _ in super().train_batches())
