@@ -30,6 +30,8 @@ from lth.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
 from lth.saliency import SALIENCIES
 
 CONF_DIR = Path(__file__).parent / "conf"
+# full precision, or Lightning's autocast around each step (weights stay float32, so inputs need no cast)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -114,6 +116,11 @@ def check_config(cfg: DictConfig) -> None:
             checks.append((f"prune.{key}", OPEN_UNIT))
     if cfg.train.get("checkpoint_every") is not None:
         checks.append(("train.checkpoint_every", _int_in(1)))
+    checks.append(("trainer.precision", _one_of(PRECISIONS)))
+    if "gradient_clip_val" in cfg.trainer:  # lth writes its optimizer steps out; Lightning clips none
+        checks.append(("trainer.gradient_clip_val", ((lambda v: v is None), "null")))
+    if "accumulate_grad_batches" in cfg.trainer:
+        checks.append(("trainer.accumulate_grad_batches", ((lambda v: v == 1), "1 (raise train.batch_size)")))
     at_init = cfg.prune.get("at_init")
     if at_init is not None:
         checks.append(

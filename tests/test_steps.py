@@ -73,3 +73,14 @@ def test_runs_of_plain_steps_equal_lightnings_one_step_per_batch(
         assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
         masks_a, masks_b = runs_dir.load_masks(a["level"]), lightning_dir.load_masks(b["level"])
         assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
+
+
+def test_mixed_precision_takes_one_lightning_step_per_batch(make_cfg: Callable[..., DictConfig]) -> None:
+    job = build_job(make_cfg("trainer.precision=bf16-mixed", "prune.levels=1", "optim.lr=0.1"))
+    ends = BatchEnds()
+    job.trainer.callbacks.append(ends)
+    records = execute(job)
+    assert not job.module.plain_steps and ends.steps == list(range(1, 61))
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert records[1]["weights_remaining"] == pytest.approx(0.8, abs=0.01)
+    assert records[0]["test_acc"] > 0.2  # MNIST-1D, 10 classes: trained under autocast
