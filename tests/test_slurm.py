@@ -118,6 +118,9 @@ def preempt(job_id: str) -> None:
     ):
         assert time.monotonic() < deadline, "the job was not requeued"
         time.sleep(0.2)
+    # slurmd refuses a credential issued in the same second as the revocation of the killed run's
+    # ("Job credential revoked"): start the job again at once, but in a later second
+    time.sleep(2)
     subprocess.run(
         ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True
     )  # skip the requeue delay
