@@ -67,6 +67,12 @@ def _int_in(low: int, high: float = float("inf")) -> tuple[Callable[[Any], bool]
 OPEN_UNIT = (lambda v: _is_number(v) and 0 < v < 1), "a number in (0, 1)"
 POSITIVE = (lambda v: _is_number(v) and v > 0), "a number > 0"
 NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0), "a number >= 0"
+TENSOR_RATES = (
+    lambda v: (
+        v is None or (isinstance(v, DictConfig) and all(_is_number(r) and 0 <= r < 1 for r in v.values()))
+    ),
+    "null or a mapping of tensor names to rates in [0, 1), e.g. {features.conv2.weight: 0}",
+)
 MIRRORS = (
     lambda v: (
         isinstance(v, ListConfig)
@@ -103,6 +109,7 @@ def check_config(cfg: DictConfig) -> None:
         ("prune.structure", _one_of(STRUCTURES)),
         ("prune.norm", ((lambda v: v in NORMS), "one of 1, 2")),
         ("prune.exclude", ((lambda v: isinstance(v, ListConfig)), "a list of tensor names")),
+        ("prune.rates", TENSOR_RATES),
         ("init.name", _one_of(STRATEGIES)),
         ("init.pruned_weights", _one_of(PRUNED_WEIGHTS)),
         ("optim.name", _one_of(OPTIMIZERS)),
@@ -208,11 +215,13 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
     return checks
 
 
-def check_exclude(exclude: Iterable[str], prunable: list[str]) -> None:
-    """Every name in ``prune.exclude`` must be a prunable tensor of the model."""
-    for name in exclude:
-        if name not in prunable:
-            _fail("prune.exclude", name, "names of prunable tensors: " + ", ".join(prunable))
+def check_tensor_names(cfg: DictConfig, prunable: list[str]) -> None:
+    """Every tensor named in ``prune.exclude`` and ``prune.rates`` must be a prunable tensor of the model."""
+    allowed = "names of prunable tensors: " + ", ".join(prunable)
+    for key, names in (("prune.exclude", cfg.prune.exclude), ("prune.rates", cfg.prune.rates or {})):
+        for name in names:
+            if name not in prunable:
+                _fail(key, name, allowed)
 
 
 def _composition_error(exc: ConfigCompositionException, overrides: list[str]) -> str:
@@ -226,6 +235,9 @@ def _composition_error(exc: ConfigCompositionException, overrides: list[str]) ->
         others = [o for o in overrides if not o.lstrip("+~").startswith(key + "=")]
         node = compose("config", overrides=others)
         node = OmegaConf.select(node, parent) if parent else node
+        if isinstance(node, DictConfig) and key.rpartition(".")[2] in node:  # a mapping given a new key
+            cause = str(exc.__cause__ or exc).splitlines()[0]
+            return f"lth: invalid config: {key}: {cause}; to replace the mapping: ~{key} '+{key}={{...}}'"
         known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
         return f"lth: invalid config: {key} is not a config key; keys here: {known}"
     return "lth: invalid config: " + str(exc).strip().splitlines()[0]

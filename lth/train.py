@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lth.callbacks import Analysis, PruningCallback, PruningPlan
 from lth.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
-from lth.config import ConfigError, check_config, check_exclude, precheck
+from lth.config import ConfigError, check_config, check_tensor_names, precheck
 from lth.console import LotteryProgressBar, print_results, quiet_third_party_noise
 from lth.data import InMemoryDataModule
 from lth.data.teacher_student import TeacherStudentDataModule
@@ -74,15 +74,17 @@ def model_factory(cfg: DictConfig, datamodule: InMemoryDataModule) -> Callable[[
 
 
 def tensor_rates(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> dict[str, float]:
-    """Each prunable tensor's rate: the output layer (last Linear/Conv) at ``prune.output_rate``
-    (null = half of ``prune.rate``), the other conv layers at ``prune.conv_rate`` (null = ``prune.rate``),
-    the rest at ``prune.rate``."""
+    """Each prunable tensor's rate: its entry in ``prune.rates`` if it has one, else the output layer
+    (last Linear/Conv) at ``prune.output_rate`` (null = half of ``prune.rate``), the other conv layers
+    at ``prune.conv_rate`` (null = ``prune.rate``), the rest at ``prune.rate``."""
     output = prunable_weight_names(model)[-1]
     output_rate = cfg.prune.output_rate if cfg.prune.output_rate is not None else cfg.prune.rate / 2
     conv_rate = cfg.prune.get("conv_rate")
     conv_rate = conv_rate if conv_rate is not None else cfg.prune.rate
 
     def rate(name: str) -> float:
+        if name in (cfg.prune.rates or {}):
+            return cfg.prune.rates[name]
         if name == output:
             return output_rate
         is_conv = isinstance(model.get_submodule(name.rpartition(".")[0]), CONV_MODULES)
@@ -157,7 +159,7 @@ def build_job(cfg: DictConfig) -> Job:
     datamodule.setup()
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
-    check_exclude(cfg.prune.exclude, prunable_weight_names(model))
+    check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -67,6 +67,13 @@ BAD_INPUT = [
     (["prune.criterion=movment"], "prune.criterion='movment'", "large_init_large_final, magnitude"),
     (["prune.rat=0.3"], "prune.rat", "rate"),
     (["prune.exclude=[fc9.weight]"], "prune.exclude='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
+    (["prune.rates={fc9.weight:0.5}"], "prune.rates='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
+    (["prune.rates={fc1.weight:1.0}"], "prune.rates=", "a mapping of tensor names to rates in [0, 1)"),
+    (
+        ["experiment=liu_scratch", "prune.rates={features.conv9.weight:0.1}"],
+        "prune.rates: Key 'features.conv9.weight' is not in struct",
+        "~prune.rates '+prune.rates={...}'",
+    ),
     (["logger.offline=maybe"], "logger.offline='maybe'", "auto, true, false"),
     (["logger.tags=imp"], "logger.tags='imp'", "a list of tags"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1", "> 0"),

@@ -114,6 +114,15 @@ def test_tensor_rates_give_conv_layers_their_own_rate(make_cfg: Callable[..., Di
     rates = tensor_rates(cfg, model, prunable)
     assert rates["features.conv1.weight"] == rates["classifier.fc1.weight"] == 0.3  # conv_rate null = rate
     assert rates["classifier.fc3.weight"] == 0.05
+    cfg = make_cfg(
+        "model=conv2", "data=digits", "prune.rates={features.conv2.weight:0,classifier.fc3.weight:0.4}"
+    )
+    rates = tensor_rates(cfg, model, prunable)
+    assert (rates["features.conv2.weight"], rates["classifier.fc3.weight"]) == (
+        0,
+        0.4,
+    )  # over conv/output rates
+    assert rates["features.conv1.weight"] == rates["classifier.fc1.weight"] == 0.2
 
 
 def test_conv_lottery_on_digits_prunes_each_layer_kind_at_its_rate(
