@@ -6,9 +6,9 @@ budget). At the end of a level the callback records its metrics, prunes (criteri
 the survivors (``lth.init.Restart``), clears the optimizer state and restarts the LR schedule, so the
 next level starts from a fresh optimizer. Before each training batch it tells the module how many
 steps to run: up to the next step where it (or the checkpoint) acts. Its state (level, its start and
-length, theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With ``plan.at_init``
-(SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at theta_0, computed
-once before the first step.
+length, theta_0, the rewind snapshot, records) is part of every Lightning checkpoint. With
+``plan.at_init`` (SNIP, GraSP, SynFlow) level 0 itself is sparse: its masks come from saliency at
+theta_0, computed once before the first step.
 """
 
 from __future__ import annotations

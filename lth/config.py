@@ -222,6 +222,12 @@ def check_tensor_names(cfg: DictConfig, prunable: list[str]) -> None:
         for name in names:
             if name not in prunable:
                 _fail(key, name, allowed)
+    if set(prunable) <= set(cfg.prune.exclude):
+        _fail(
+            "prune.exclude",
+            list(cfg.prune.exclude),
+            "a list that leaves at least one of " + ", ".join(prunable),
+        )
 
 
 def _composition_error(exc: ConfigCompositionException, overrides: list[str]) -> str:

@@ -95,8 +95,9 @@ class MaskedNetwork(nn.Module):
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Set every pruned weight in place to zero (or to its held value)."""
-        if self.frozen is None:
-            torch._foreach_mul_(self._weights(), self._factors())  # one fused call, not one per tensor
+        weights = self._weights()
+        if self.frozen is None and weights:
+            torch._foreach_mul_(weights, self._factors())  # one fused call, not one per tensor
             return
         for name in self.prunable:
             weight = self.weight(name)

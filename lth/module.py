@@ -40,7 +40,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
-MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch (`make bench`) shared by up to 20 steps
+MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch shared by up to 20 steps
 
 
 def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:

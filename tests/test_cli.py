@@ -67,6 +67,11 @@ BAD_INPUT = [
     (["prune.criterion=movment"], "prune.criterion='movment'", "large_init_large_final, magnitude"),
     (["prune.rat=0.3"], "prune.rat", "rate"),
     (["prune.exclude=[fc9.weight]"], "prune.exclude='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
+    (
+        ["prune.exclude=[fc1.weight,fc2.weight,fc3.weight]"],
+        "prune.exclude=['fc1.weight', 'fc2.weight', 'fc3.weight']",
+        "a list that leaves at least one of fc1.weight, fc2.weight, fc3.weight",
+    ),
     (["prune.rates={fc9.weight:0.5}"], "prune.rates='fc9.weight'", "fc1.weight, fc2.weight, fc3.weight"),
     (["prune.rates={fc1.weight:1.0}"], "prune.rates=", "a mapping of tensor names to rates in [0, 1)"),
     (
