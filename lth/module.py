@@ -133,9 +133,7 @@ class LotteryModule(pl.LightningModule):
             scheduler.step()
             self.network.apply_masks()
             losses.append(loss.detach())
-        if (
-            self.plain_steps
-        ):  # Lightning's step counter (trainer.global_step); its optimizer wrapper was bypassed
+        if self.plain_steps:  # Lightning's wrapper, which counts trainer.global_step, was bypassed
             self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(len(losses))
         return {"losses": torch.stack(losses)}
 
