@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch import Tensor, nn
 
-from lth.config import CONF_DIR
 from lth.data.idx import write_idx
 from lth.data.vision import IDX_FILES
-from lth.module import build_optimizer
-from lth.train import Job, build_job, execute
+from lth.run.config import CONF_DIR
+from lth.run.job import Job, build_job, execute
+from lth.run.module import build_optimizer
 
 TARGET_RATIO = 1.3
 

@@ -1,13 +1,11 @@
-"""The one error type for bad config values: Hydra prints only its one-line message."""
+"""The one error type for bad config values; entry points print its one-line message and exit 2."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hydra.errors import CompactHydraException
 
-
-class ConfigError(CompactHydraException):
+class ConfigError(ValueError):
     """A config value outside what lth allows."""
 
 

@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 from omegaconf import OmegaConf
 
-METRICS = ("test_acc", "test_acc_at_early_stop", "early_stop_step", "test_loss")
+from lth.lottery.record import REPORT_METRICS as METRICS
+
 IGNORED_KEYS = ("seed",)
 DPI = 100
 ACCURACY_FIGSIZE = (12.0, 4.5)  # inches: 1200 x 450 pixels at DPI

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lth.config import CONF_DIR
+from lth.run.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["train.steps=30", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from lth.masks import prunable_weight_names
+from lth.lottery.at_init import grasp, prune_at_init, snip, synflow
+from lth.lottery.masks import prunable_weight_names
 from lth.models import MLP
-from lth.saliency import grasp, prune_at_init, snip, synflow
-from lth.train import build_job, execute
+from lth.run.job import build_job, execute
 
 
 def mlp(seed: int = 0) -> MLP:
@@ -95,9 +95,7 @@ def test_pruning_at_init_trains_the_sparse_net_once(make_cfg: Callable[..., Dict
     # the scores of theta_0, not a random draw: the same call on theta_0 gives the same masks
     model = job.module.network.model
     model.load_state_dict(theta_0)
-    again = job.callback.plan.masks_at_init(
-        model, dense(model), job.callback.scoring_data(job.trainer, job.module)
-    )
+    again = job.lottery.plan.masks_at_init(model, dense(model), job.lottery.scoring_data())
     assert all(torch.equal(again[n], m) for n, m in masks.items())
     # not a random mask: a random global mask keeps 10% +- 1% (1 sd) of every layer
     per_layer = [m.float().mean().item() for m in masks.values()]

@@ -11,9 +11,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from lth.flops import Budget, ForwardCost
-from lth.results import RunDirectory
-from lth.train import build_job, execute, run
+from lth.lottery.budget import Budget, ForwardCost
+from lth.run.job import build_job, execute, run
+from lth.run.job_dir import RunDirectory
 from tests.conftest import Crash, CrashAt, LearningRates
 from tests.test_resume import assert_same_results
 
@@ -96,7 +96,7 @@ def test_a_crash_mid_level_resumes_the_level_with_its_own_length(
     job.trainer.callbacks.append(CrashAt(30 + 45))  # in level 1, after the checkpoint at step 70
     with pytest.raises(Crash):
         job.trainer.fit(job.module, datamodule=job.datamodule)
-    assert job.callback.state.level == 1 and not (tmp_path / "crashed" / "DONE").exists()
+    assert job.lottery.state.level == 1 and not (tmp_path / "crashed" / "DONE").exists()
     with caplog.at_level(logging.INFO, logger="lth"):
         run(crashed)
     assert f"resuming from {tmp_path / 'crashed' / 'checkpoints' / 'last.ckpt'}" in caplog.text

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth.config import ConfigError, precheck
-from lth.train import build_job
+from lth.errors import ConfigError
+from lth.run.config import precheck
+from lth.run.job import build_job
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
 

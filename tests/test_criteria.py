@@ -8,9 +8,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from lth.init import derived_seed
-from lth.pruning import CRITERIA, prune_masks, score
-from lth.train import build_job, execute
+from lth.lottery.pruning import CRITERIA, prune_masks, score
+from lth.run.job import build_job, execute
+from lth.seeds import derived_seed
 
 # Six weights; ranks (ascending) of |w_init| = [5, 4, 0, 3, 2, 1], of |w_final| = [4, 0, 5, 3, 2, 1].
 # Signs agree at positions 0, 3, 4 and differ at 1, 2, 5.
@@ -125,8 +125,8 @@ def test_the_lottery_scores_w_init_as_theta_0_even_when_rewinding(
     )
     job = build_job(cfg)
     execute(job)
-    theta_0 = job.callback.state.theta_0
-    plan = job.callback.plan
+    theta_0 = job.lottery.state.theta_0
+    plan = job.lottery.plan
     for level in (0, 1):
         w_final = torch.load(job.run_dir.level_dir(level) / "weights.pt", weights_only=True)
         scores = score("large_init_large_final", theta_0, w_final)

@@ -10,7 +10,6 @@ import pytest
 import torch
 from datafiles import write_cifar, write_mnist
 
-from lth.config import ConfigError
 from lth.data.augment import CropFlip
 from lth.data.digits import DigitsDataModule
 from lth.data.memory import ShuffledBatches
@@ -21,6 +20,7 @@ from lth.data.vision import (
     MNISTDataModule,
     read_cifar_batch,
 )
+from lth.errors import ConfigError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 MEAN, STD = [0.1307], [0.3081]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.results import RunDirectory
+from lth.run.job_dir import RunDirectory
 
 JOB = [
     "train.steps=30",

@@ -19,7 +19,7 @@ from datafiles import write_cifar, write_mnist
 from lth.data.download import fetch
 from lth.data.vision import IDX_FILES, CIFAR10DataModule, CIFAR100DataModule, MNISTDataModule
 from lth.errors import ConfigError
-from lth.train import run
+from lth.run.job import run
 
 MEAN, STD = [0.1307], [0.3081]
 GZ = [name + ".gz" for name in IDX_FILES]

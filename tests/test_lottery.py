@@ -10,10 +10,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from lth.module import lr_factor
-from lth.pruning import prune_masks, score
-from lth.results import RunDirectory
-from lth.train import build_job, execute, tensor_rates
+from lth.lottery.pruning import prune_masks, score
+from lth.lottery.rates import tensor_rates
+from lth.run.job import build_job, execute
+from lth.run.job_dir import RunDirectory
+from lth.run.module import lr_factor
 from tests.conftest import LearningRates
 
 State = dict[str, torch.Tensor]
@@ -64,7 +65,7 @@ def magnitude_masks(cfg: DictConfig, job, level: int) -> State:
     """The masks magnitude pruning derives from the weights saved at the end of ``level``."""
     run_dir = job.run_dir
     weights = torch.load(run_dir.level_dir(level) / "weights.pt", weights_only=True)
-    rates = tensor_rates(cfg, job.module.network.model, job.module.network.prunable)
+    rates = tensor_rates(cfg.prune, job.module.network.model, job.module.network.prunable)
     scores = score("magnitude", weights, weights)
     return prune_masks(scores, run_dir.load_masks(level), rates, cfg.prune.scope, cfg.prune.rate)
 
@@ -153,7 +154,7 @@ def test_winning_ticket_restarts_survivors_bit_for_bit_at_theta_0(
     cfg = make_cfg("init=winning_ticket")
     _, probe, job = run_with_probe(cfg)
     theta_0, _ = probe.starts[0]
-    assert_states_equal(theta_0, job.callback.state.theta_0)
+    assert_states_equal(theta_0, job.lottery.state.theta_0)
     for level in (1, 2):
         state, masks = probe.starts[level]
         assert_states_equal(state, masked(theta_0, masks))

@@ -13,10 +13,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lth.config import CONF_DIR, ConfigError
-from lth.masks import prunable_weight_names
+from lth.errors import ConfigError
+from lth.lottery.masks import prunable_weight_names
+from lth.lottery.rates import tensor_rates
 from lth.models import IncompatibleInput
-from lth.train import build_job, execute, tensor_rates
+from lth.run.config import CONF_DIR
+from lth.run.job import build_job, execute
 
 SHAPES = {"mnist1d": (40,), "digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 MODELS = ["mlp", "lenet300_100", "lenet5", "conv2", "conv4", "conv6", "vgg16", "vgg19", "resnet20"]
@@ -103,7 +105,7 @@ def test_tensor_rates_give_conv_layers_their_own_rate(make_cfg: Callable[..., Di
     model = build("conv2", (1, 8, 8))
     prunable = prunable_weight_names(model)
     cfg = make_cfg("model=conv2", "data=digits", "prune.rate=0.2", "prune.conv_rate=0.1")
-    assert tensor_rates(cfg, model, prunable) == {
+    assert tensor_rates(cfg.prune, model, prunable) == {
         "features.conv1.weight": 0.1,
         "features.conv2.weight": 0.1,
         "classifier.fc1.weight": 0.2,
@@ -111,13 +113,13 @@ def test_tensor_rates_give_conv_layers_their_own_rate(make_cfg: Callable[..., Di
         "classifier.fc3.weight": 0.1,
     }
     cfg = make_cfg("model=conv2", "data=digits", "prune.rate=0.3", "prune.output_rate=0.05")
-    rates = tensor_rates(cfg, model, prunable)
+    rates = tensor_rates(cfg.prune, model, prunable)
     assert rates["features.conv1.weight"] == rates["classifier.fc1.weight"] == 0.3  # conv_rate null = rate
     assert rates["classifier.fc3.weight"] == 0.05
     cfg = make_cfg(
         "model=conv2", "data=digits", "prune.rates={features.conv2.weight:0,classifier.fc3.weight:0.4}"
     )
-    rates = tensor_rates(cfg, model, prunable)
+    rates = tensor_rates(cfg.prune, model, prunable)
     assert (rates["features.conv2.weight"], rates["classifier.fc3.weight"]) == (
         0,
         0.4,

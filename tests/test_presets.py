@@ -9,8 +9,8 @@ import pytest
 from datafiles import write_cifar, write_mnist
 from hydra import compose, initialize_config_dir
 
-from lth.config import CONF_DIR, check_config, precheck, sweep_jobs
-from lth.train import build_job, execute
+from lth.run.config import CONF_DIR, check_config, precheck, sweep_jobs
+from lth.run.job import build_job, execute
 
 # preset -> (data target, model config, optimizer, lr, steps per level, conv_rate)
 PRESETS = {

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lth.pruning import prune_count, prune_masks, random_masks_like, score
+from lth.lottery.pruning import prune_count, prune_masks, random_masks_like, score
 
 SHAPES = {"fc1.weight": (300, 40), "fc2.weight": (100, 300), "fc3.weight": (10, 100)}
 RATES = {"fc1.weight": 0.2, "fc2.weight": 0.2, "fc3.weight": 0.1}
@@ -148,7 +148,7 @@ def test_random_masks_keep_counts_and_nest(seed: int) -> None:
 
 
 def test_mask_factors_follow_masks_set_or_loaded_from_a_state_dict() -> None:
-    from lth.masks import MaskedNetwork
+    from lth.lottery.masks import MaskedNetwork
 
     def network() -> MaskedNetwork:
         torch.manual_seed(0)

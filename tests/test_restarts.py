@@ -69,7 +69,7 @@ def test_frozen_init_holds_pruned_weights_at_theta_0_through_training(
     cfg = make_cfg("init.pruned_weights=frozen_init", "optim.weight_decay=0.01", "prune.rate=0.5")
     records, probe, job = run_with_probe(cfg, at=(40, 50, 70, 80))  # batches start every 10 steps
     assert sorted(probe.at) == [40, 50, 70, 80]
-    theta_0 = job.callback.state.theta_0
+    theta_0 = job.lottery.state.theta_0
     assert [r["status"] for r in records] == ["ok"] * 3
     network = job.module.network
     checked = [(probe.at[step], probe.starts[step // 30][1]) for step in probe.at]

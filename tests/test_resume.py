@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from lth.config import ConfigError
-from lth.results import RunDirectory
-from lth.train import run
+from lth.errors import ConfigError
+from lth.run.job import run
+from lth.run.job_dir import RunDirectory
 from tests.conftest import LTH_TRAIN
 
 # 3 levels x 150 steps; checkpoints every 7 steps, deliberately out of step with evaluation every 10

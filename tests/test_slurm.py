@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.results import RunDirectory
+from lth.run.job_dir import RunDirectory
 from tests.conftest import LTH_TRAIN, ROOT
 from tests.test_resume import assert_same_results, wait_for_new_checkpoint
 

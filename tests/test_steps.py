@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from lth.results import RunDirectory
-from lth.train import build_job, execute
+from lth.run.job import build_job, execute
+from lth.run.job_dir import RunDirectory
 
 
 class BatchEnds(pl.Callback):

@@ -10,10 +10,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils import prune
 
-from lth.config import ConfigError
+from lth.errors import ConfigError
+from lth.lottery.pruning import structure_masks
+from lth.lottery.rates import unit_readers
 from lth.models import ResNet
-from lth.pruning import structure_masks
-from lth.train import build_job, execute, unit_readers
+from lth.run.job import build_job, execute
 
 LAYERS = {"linear": lambda: nn.Linear(30, 25), "conv": lambda: nn.Conv2d(4, 18, 3)}
 

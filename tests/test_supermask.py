@@ -9,9 +9,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from lth.masks import MaskedNetwork
+from lth.lottery.masks import MaskedNetwork
 from lth.models import MLP
-from lth.train import build_job, execute, run
+from lth.run.job import build_job, execute, run
 from tests.conftest import Crash, CrashAt
 from tests.test_resume import assert_same_results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable
@@ -12,13 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lth.config import CONF_DIR, precheck, sweep_jobs
-from lth.data.teacher_student import FreshBatches, TeacherStudentDataModule, make_teacher
-from lth.masks import MaskedNetwork, prunable_weight_names
-from lth.models import student
-from lth.module import LotteryModule
-from lth.specialisation import specialisation
-from lth.train import build_job, execute
+from lth.analysis.specialisation import specialisation
+from lth.data.teacher_student import FreshBatches, TeacherStudentDataModule
+from lth.lottery.masks import MaskedNetwork, prunable_weight_names
+from lth.models import make_teacher, student
+from lth.run.config import CONF_DIR, precheck, sweep_jobs
+from lth.run.job import build_job, execute
+from lth.run.module import LotteryModule
 from tests.conftest import Crash, CrashAt
 
 SMALL = [
@@ -48,13 +49,17 @@ def ts_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
-def datamodule(**overrides) -> TeacherStudentDataModule:
+TEACHER_HIDDEN = [6, 5]
+
+
+def datamodule(teacher_weights: str = "gaussian", **overrides) -> TeacherStudentDataModule:
     kwargs = dict(
-        input_dim=8, hidden=[6, 5], output_dim=3, teacher_weights="gaussian", teacher_seed=0,
+        input_dim=8, output_dim=3, teacher_seed=0,
         retrain_teacher_seed=None, sigma=1.0, samples="infinite", val_size=64, test_size=256,
         match_threshold=0.9, batch_size=32, seed=0,
     )  # fmt: skip
-    return TeacherStudentDataModule(**(kwargs | overrides))
+    teacher = functools.partial(make_teacher, 8, TEACHER_HIDDEN, 3, teacher_weights)
+    return TeacherStudentDataModule(teacher=teacher, **(kwargs | overrides))
 
 
 @pytest.mark.parametrize("weights", ["gaussian", "discrete"])
@@ -88,7 +93,7 @@ def test_infinite_mode_never_repeats_a_batch_and_resumes_exactly() -> None:
 
 def test_a_copy_of_the_teacher_has_zero_loss_and_perfect_specialisation() -> None:
     dm = datamodule()
-    copy = student(dm.input_shape, dm.num_classes, dm.hidden, width_multiplier=1)
+    copy = student(dm.input_shape, dm.num_classes, TEACHER_HIDDEN, width_multiplier=1)
     copy.load_state_dict(dm.teacher.state_dict())
     module = LotteryModule(MaskedNetwork(copy, prunable_weight_names(copy)), "regression", 3, {})
     metrics = module.evaluate(*dm.split("test"))
@@ -100,7 +105,7 @@ def test_a_copy_of_the_teacher_has_zero_loss_and_perfect_specialisation() -> Non
         assert summary[layer]["teacher_nodes_matched"] == 1.0
         assert matrices[layer].shape == shape
         torch.testing.assert_close(matrices[layer].diagonal(), torch.ones(shape[0]))
-    wide = student(dm.input_shape, dm.num_classes, dm.hidden, width_multiplier=2.5)
+    wide = student(dm.input_shape, dm.num_classes, TEACHER_HIDDEN, width_multiplier=2.5)
     assert [wide.fc1.out_features, wide.fc2.out_features] == [15, 12]
 
 

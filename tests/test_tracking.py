@@ -14,9 +14,10 @@ import wandb
 from omegaconf import OmegaConf
 from wandb_reader import OfflineRun, read_run
 
-from lth.loggers import LotteryWandbLogger
+from lth.lottery.record import SCALAR_FIELDS
 from lth.report import report
-from lth.train import build_job, execute, run
+from lth.run.job import build_job, execute, run
+from lth.run.loggers import LotteryWandbLogger
 from tests.conftest import Crash, CrashAt
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
@@ -59,6 +60,7 @@ def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> Non
     # the results table
     table = json.loads((run_dir / "files" / run.summary["results/path"]).read_text())
     column = {name: i for i, name in enumerate(table["columns"])}
+    assert table["columns"] == [*SCALAR_FIELDS, *(f"layers/{name}" for name in records[0]["layers"])]
     assert len(table["data"]) == len(records)
     for row, record in zip(table["data"], records, strict=True):
         assert row[column["test_acc"]] == record["test_acc"]

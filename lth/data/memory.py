@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lth.errors import invalid
-from lth.init import derived_seed
+from lth.seeds import derived_seed
 
 Split = tuple[Tensor, Tensor]
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
@@ -85,7 +85,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     """
 
     num_classes: int  # the model's output width (the target dimension for regression)
-    task = "classification"  # classification | regression: selects loss and metrics in lth.module
+    task = "classification"  # classification | regression: selects loss and metrics in lth.run.module
     augmentation: Augmentation | None = None
 
     def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:

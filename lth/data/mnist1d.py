@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from lth.data.memory import InMemoryDataModule, Split
-from lth.results import save_tensors
+from lth.files import save_tensors
 
 
 def generate(seed: int) -> dict[str, torch.Tensor]:

@@ -5,42 +5,22 @@ from a generator seeded by ``(seed, t)``, so no batch repeats and a resumed run 
 have seen; with an integer ``samples`` a fixed training set is shuffled by ``ShuffledBatches``. Validation
 and test inputs are fixed. ``retrain_teacher_seed`` gives levels >= 1 another teacher (the 2x2 reinit study):
 the callback announces each level through ``set_level``; evaluation labels are recomputed then, and each
-training batch is labelled by the current teacher when the training step draws it.
+training batch is labelled by the current teacher when the training step draws it. The teacher network
+is built by the job and handed over as ``teacher`` (seed -> frozen network): data knows no models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lth.data.memory import InMemoryDataModule, Split
-from lth.init import derived_seed
-from lth.masks import PRUNABLE_MODULES
-from lth.models import MLP
+from lth.seeds import derived_seed
 
-LUCK_MATTERS_VALUES = (-0.5, -0.25, 0.0, 0.25, 0.5)
-TEACHER_WEIGHTS = ("gaussian", "discrete")
-
-
-def make_teacher(input_dim: int, hidden: Sequence[int], output_dim: int, weights: str, seed: int) -> MLP:
-    """A frozen ReLU MLP drawn from ``seed``: ``gaussian`` N(0, 1/fan_in) weights and biases, or ``discrete``
-    weights and biases from {-0.5, -0.25, 0, 0.25, 0.5} with each row (weights and bias) scaled to unit norm."""
-    generator = torch.Generator().manual_seed(seed)
-    teacher = MLP((input_dim,), output_dim, hidden)
-    with torch.no_grad():
-        for layer in (m for m in teacher.modules() if isinstance(m, PRUNABLE_MODULES)):
-            shape = (layer.out_features, layer.in_features + 1)
-            if weights == "gaussian":
-                rows = torch.randn(shape, generator=generator) / layer.in_features**0.5
-            else:
-                values = torch.tensor(LUCK_MATTERS_VALUES)
-                rows = values[torch.randint(len(values), shape, generator=generator)]
-                rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            layer.weight.copy_(rows[:, :-1])
-            layer.bias.copy_(rows[:, -1])
-    return teacher.requires_grad_(False).eval()
+Teacher = Callable[[int], nn.Module]
+"""Builds the frozen teacher network of a seed (the job passes ``lth.models.make_teacher`` configured)."""
 
 
 class FreshBatches:
@@ -79,10 +59,9 @@ class TeacherStudentDataModule(InMemoryDataModule):
     def __init__(
         self,
         *,
+        teacher: Teacher,
         input_dim: int,
-        hidden: Sequence[int],
         output_dim: int,
-        teacher_weights: str,
         teacher_seed: int,
         retrain_teacher_seed: int | None,
         sigma: float,
@@ -95,17 +74,14 @@ class TeacherStudentDataModule(InMemoryDataModule):
         root: str = "",
     ) -> None:
         super().__init__(root, val_size, batch_size, seed)
-        self.input_dim, self.hidden, self.num_classes = input_dim, list(hidden), output_dim
-        self.teacher_weights, self.sigma, self.samples = teacher_weights, sigma, samples
+        self.make_teacher, self.input_dim, self.num_classes = teacher, input_dim, output_dim
+        self.sigma, self.samples = sigma, samples
         self.test_size = test_size
-        self.match_threshold = match_threshold  # used by lth.specialisation, at every level
+        self.match_threshold = match_threshold  # used by lth.analysis.specialisation, at every level
         retrain_seed = teacher_seed if retrain_teacher_seed is None else retrain_teacher_seed
         self.teacher_seeds = (teacher_seed, retrain_seed)  # of level 0, of levels >= 1
         self.teacher_seed = teacher_seed  # of the current teacher
         self.teacher = self.make_teacher(teacher_seed)
-
-    def make_teacher(self, seed: int) -> MLP:
-        return make_teacher(self.input_dim, self.hidden, self.num_classes, self.teacher_weights, seed)
 
     @torch.no_grad()
     def label(self, x: Tensor) -> Tensor:

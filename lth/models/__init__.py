@@ -8,5 +8,15 @@ from lth.models.initializers import INITIALIZERS, initialize
 from lth.models.mlp import MLP, student
 from lth.models.resnet import ResNet
 from lth.models.shapes import IncompatibleInput
+from lth.models.teacher import make_teacher
 
-__all__ = ["INITIALIZERS", "MLP", "ConvNet", "IncompatibleInput", "ResNet", "initialize", "student"]
+__all__ = [
+    "INITIALIZERS",
+    "MLP",
+    "ConvNet",
+    "IncompatibleInput",
+    "ResNet",
+    "initialize",
+    "make_teacher",
+    "student",
+]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lth.masks import PRUNABLE_MODULES
+from lth.models.layers import WEIGHTED_MODULES
 
 
 def _glorot_normal(module: nn.Module) -> None:
@@ -36,6 +36,6 @@ INITIALIZERS: dict[str, Callable[[nn.Module], None]] = {
 def initialize(model: nn.Module, scheme: str) -> nn.Module:
     """Re-draw every Linear/Conv layer of ``model`` with ``scheme`` from torch's global RNG."""
     for module in model.modules():
-        if isinstance(module, PRUNABLE_MODULES):
+        if isinstance(module, WEIGHTED_MODULES):
             INITIALIZERS[scheme](module)
     return model

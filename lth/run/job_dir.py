@@ -1,4 +1,4 @@
-"""A job's files on disk, all written atomically (temp file in the same directory, then rename).
+"""The job directory: a job's files on disk, all written atomically (``lth.files``).
 
 ```
 <output_dir>/config.yaml                 resolved config of the job
@@ -14,44 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from lth.config import ConfigError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(file)`` so readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def save_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
-    """Save CPU copies of ``tensors``; loadable with ``torch.load(weights_only=True)``."""
-    cpu = {name: t.detach().cpu() for name, t in tensors.items()}
-    atomic_write(path, lambda f: torch.save(cpu, f))
+from lth.errors import ConfigError
+from lth.files import atomic_write_text, save_tensors
+from lth.lottery.record import LevelRecord
 
 
 class RunDirectory:
@@ -95,8 +67,8 @@ class RunDirectory:
     def write_config(self, yaml_text: str) -> None:
         atomic_write_text(self.path / "config.yaml", yaml_text)
 
-    def write_records(self, records: list[dict[str, Any]]) -> None:
-        atomic_write_text(self.results_file, "".join(json.dumps(r) + "\n" for r in records))
+    def write_records(self, records: list[LevelRecord]) -> None:
+        atomic_write_text(self.results_file, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
 
     def save_level(
         self,

@@ -21,35 +21,53 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
+from lth.lottery.record import SCALAR_FIELDS, LevelRecord
+
 log = logging.getLogger("lth")
 
 DEFAULT_JOB_TYPE = "lottery"
 MAX_GROUP_LENGTH = 128  # W&B's limit on group names
-RESULT_COLUMNS = (
-    "level",
-    "weights_remaining",
-    "test_acc",
-    "test_acc_at_early_stop",
-    "early_stop_step",
-    "test_loss",
-    "val_acc",
-    "val_loss",
-    "train_loss",
-    "steps",
-    "wall_s",
-    "status",
-)
 
 
 @runtime_checkable
 class LotteryLogger(Protocol):
-    """A logger that understands levels; ``PruningCallback`` calls these (other loggers get flat metrics)."""
+    """A logger that understands levels (other loggers get flat metrics); see ``log_level``, ``log_ticket``."""
 
     def log_level(self, record: Mapping[str, Any]) -> None: ...
 
     def log_ticket(self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None: ...
 
-    def log_results(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+    def log_results(self, records: Sequence[LevelRecord]) -> None: ...
+
+
+def evaluation_metrics(entry: Mapping[str, float | None], level: int, remaining: float) -> dict[str, float]:
+    """One evaluation as step metrics: ``train/loss``, ``val/acc``, ``test/loss``, ``level``, ..."""
+    metrics = {k.replace("_", "/", 1): v for k, v in entry.items() if k != "step" and v is not None}
+    return metrics | {"level": level, "weights_remaining": remaining}
+
+
+def log_metrics(loggers: Iterable[Logger], metrics: Mapping[str, float], step: int) -> None:
+    for logger in loggers:
+        logger.log_metrics(dict(metrics), step=step)
+
+
+def log_level(loggers: Iterable[Logger], record: LevelRecord, step: int) -> None:
+    """A finished level: a row on the level axis of lottery loggers, flat ``level/*`` metrics elsewhere."""
+    row = record.to_dict()
+    for logger in loggers:
+        if isinstance(logger, LotteryLogger):
+            logger.log_level(row)
+        else:
+            logger.log_metrics(level_metrics(row), step=step)
+
+
+def log_ticket(
+    loggers: Iterable[Logger], level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]
+) -> None:
+    """The masks and model state a level starts from (its ticket)."""
+    for logger in loggers:
+        if isinstance(logger, LotteryLogger):
+            logger.log_ticket(level, masks, weights)
 
 
 def level_metrics(record: Mapping[str, Any]) -> dict[str, float]:
@@ -172,15 +190,13 @@ class LotteryWandbLogger(WandbLogger):
 
     @rank_zero_only
     @_tolerant
-    def log_results(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def log_results(self, records: Sequence[LevelRecord]) -> None:
         """The per-level results (``results.jsonl``) as the table ``results``."""
         import wandb
 
-        layers = list(records[0].get("layers", {})) if records else []
-        columns = [*RESULT_COLUMNS, *(f"layers/{name}" for name in layers)]
-        rows = [
-            [r.get(c) for c in RESULT_COLUMNS] + [r["layers"].get(name) for name in layers] for r in records
-        ]
+        layers = list(records[0].layers) if records else []
+        columns = [*SCALAR_FIELDS, *(f"layers/{name}" for name in layers)]
+        rows = [[getattr(r, c) for c in SCALAR_FIELDS] + [r.layers.get(n) for n in layers] for r in records]
         self.experiment.log({"results": wandb.Table(columns=columns, data=rows)})
 
     @rank_zero_only
@@ -260,7 +276,7 @@ def start_loggers(loggers: Iterable[Logger], config: Mapping[str, Any], csv_dir:
     return started
 
 
-def finish_loggers(loggers: Iterable[Logger], records: Sequence[Mapping[str, Any]], finished: bool) -> None:
+def finish_loggers(loggers: Iterable[Logger], records: Sequence[LevelRecord], finished: bool) -> None:
     """Log the results table (of a finished job) and close each W&B run."""
     for logger in loggers:
         if finished and isinstance(logger, LotteryLogger):

@@ -25,7 +25,7 @@ Structured pruning (``structure_masks``; Li et al. 2017) removes whole output un
 dim 0: a Linear's neurons (rows), a Conv's filters. Each event removes ``round(rate * alive units)``
 units of a tensor with the smallest L``p`` norm of their weights (the rule of
 ``torch.nn.utils.prune.ln_structured``), and masks what depends on them: the input columns (channels)
-of the tensor that reads them (``lth.train.unit_readers`` finds it).
+of the tensor that reads them (``lth.lottery.rates.unit_readers`` finds it).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from lth.callbacks import PruningCallback
+from lth.run.callback import PruningCallback
 
 log = logging.getLogger("lth")
 
@@ -24,17 +24,16 @@ LAST, PREVIOUS = "last.ckpt", "prev.ckpt"
 
 
 class RotatingCheckpoint(Checkpoint):
-    """Saves ``last.ckpt`` at level ends and every ``schedule.checkpoint_every`` steps, keeping the
-    previous one (the schedule ends its training batches at those steps)."""
+    """Saves ``last.ckpt`` when the PruningCallback says one is due (level ends and every
+    ``train.checkpoint_every`` steps, where it ends its training batches), keeping the previous one."""
 
     def __init__(self, dirpath: Path, schedule: PruningCallback) -> None:
         self.dirpath, self.schedule = Path(dirpath), schedule
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        """Runs after the PruningCallback: a level that just ended has finished or started the next."""
-        step, state, every = trainer.global_step, self.schedule.state, self.schedule.checkpoint_every
-        level_ended = step == state.level_start or state.status != "running"
-        if level_ended or (every and step % every == 0):
+        """Runs after the PruningCallback (Lightning runs checkpoint callbacks last): a level that just
+        ended has finished the lottery or started the next level."""
+        if self.schedule.checkpoint_due:
             self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> None:

@@ -13,6 +13,7 @@ on the next batch of the per-step stream that Lightning hands over (``lth.data.S
 device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
 run, so Lightning's per-batch machinery is paid once per run instead of once per step; otherwise
 (DDP, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.
+What the plain steps skip of Lightning is written once, at ``advance_global_step``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from lth.masks import MaskedNetwork
+from lth.lottery.masks import MaskedNetwork
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -41,6 +42,40 @@ SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
 MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch shared by up to 20 steps
+
+
+STEP_COUNTER = "fit_loop.epoch_loop.manual_optimization.optim_step_progress"
+
+
+def _step_counter(trainer: pl.Trainer) -> Any:
+    """Lightning's count of optimizer steps (``trainer.global_step``); a private API of pytorch-lightning 2.6."""
+    counter = trainer
+    for name in STEP_COUNTER.split("."):
+        counter = getattr(counter, name)
+    return counter
+
+
+def check_step_counter(trainer: pl.Trainer) -> None:
+    """Fail before training, naming the Lightning version, when the private step counter has moved."""
+    try:
+        _step_counter(trainer).increment_by  # noqa: B018
+    except AttributeError:
+        raise RuntimeError(
+            f"lth: pytorch-lightning {pl.__version__} has no trainer.{STEP_COUNTER}.increment_by, which lth "
+            "advances for its plain optimizer steps (lth.run.module.advance_global_step; written for "
+            "pytorch-lightning 2.6): install pytorch-lightning 2.6.x"
+        ) from None
+
+
+def advance_global_step(trainer: pl.Trainer, steps: int) -> None:
+    """Count ``steps`` optimizer steps that ran outside Lightning's optimizer wrapper.
+
+    Those steps skip, besides the wrapper's step counting done here, Lightning's per-step hooks
+    (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, ``on_before_zero_grad``),
+    its profiler's per-step sections and its gradient clipping (which lth refuses in the config);
+    callbacks see one ``on_train_batch_start``/``end`` per run of steps.
+    """
+    _step_counter(trainer).increment_by(steps)
 
 
 def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:
@@ -104,6 +139,8 @@ class LotteryModule(pl.LightningModule):
         self.plain_steps = (
             isinstance(trainer.strategy, SingleDeviceStrategy) and trainer.precision == "32-true"
         )
+        if self.plain_steps:
+            check_step_counter(trainer)
 
     @property
     def max_steps_per_batch(self) -> int:
@@ -115,7 +152,7 @@ class LotteryModule(pl.LightningModule):
 
     def training_step(self, batches: Iterator[tuple[Tensor, Tensor]], batch_idx: int) -> dict[str, Tensor]:
         """``steps_per_batch`` optimizer steps, each on the next batch of ``batches``; returns their
-        losses (logged by the PruningCallback, averaged between evaluations)."""
+        losses (the lottery averages them between evaluations)."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         if self.plain_steps:
             optimizer = optimizer.optimizer  # the torch optimizer, without Lightning's step wrapper
@@ -134,7 +171,7 @@ class LotteryModule(pl.LightningModule):
             self.network.apply_masks()
             losses.append(loss.detach())
         if self.plain_steps:  # Lightning's wrapper, which counts trainer.global_step, was bypassed
-            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(len(losses))
+            advance_global_step(self.trainer, len(losses))
         return {"losses": torch.stack(losses)}
 
     @torch.no_grad()

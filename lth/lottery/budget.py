@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lth.masks import CONV_MODULES
+from lth.models.layers import WEIGHTED_MODULES
 
 BUDGETS = ("steps", "flops")
 
@@ -33,7 +33,7 @@ class ForwardCost:
         hooks = [
             module.register_forward_hook(self._recorder(name, module.weight))
             for name, module in model.named_modules()
-            if isinstance(module, (nn.Linear, *CONV_MODULES))
+            if isinstance(module, WEIGHTED_MODULES)
         ]
         was_training = model.training
         model.eval()  # batch norm on one example, without touching its running statistics

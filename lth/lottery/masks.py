@@ -16,8 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-PRUNABLE_MODULES = (nn.Linear, *CONV_MODULES)
+from lth.models.layers import WEIGHTED_MODULES
 
 
 def buffer_name(tensor_name: str) -> str:
@@ -27,7 +26,7 @@ def buffer_name(tensor_name: str) -> str:
 def prunable_weight_names(model: nn.Module) -> list[str]:
     """Names of the weights of every Linear/Conv layer, in registration order (biases never)."""
     return [
-        f"{name}.weight" for name, module in model.named_modules() if isinstance(module, PRUNABLE_MODULES)
+        f"{name}.weight" for name, module in model.named_modules() if isinstance(module, WEIGHTED_MODULES)
     ]
 
 

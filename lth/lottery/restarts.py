@@ -12,19 +12,19 @@
   (fresh magnitudes, theta_0's signs) and ``signed_reshuffle`` (reshuffled magnitudes, theta_0's signs).
 
 Pruned weights are zero, or with ``pruned_weights: frozen_init`` held at their theta_0 value
-(``lth.masks.MaskedNetwork.frozen``).
+(``MaskedNetwork.hold_pruned_at``).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from lth.pruning import random_masks_like
+from lth.lottery.pruning import random_masks_like
+from lth.seeds import derived_seed
 
 State = dict[str, Tensor]
 WeightRule = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
@@ -48,11 +48,6 @@ WEIGHT_RULES: dict[str, WeightRule] = {
 FRESH = ("reinit", "signed_reinit")
 STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune", *WEIGHT_RULES)
 PRUNED_WEIGHTS = ("zero", "frozen_init")
-
-
-def derived_seed(seed: int, purpose: str, level: int = 0) -> int:
-    """A stable 31-bit seed for one purpose at one level, independent of Python's hash salt."""
-    return zlib.crc32(f"{seed}/{purpose}/{level}".encode()) & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)

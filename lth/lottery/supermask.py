@@ -15,8 +15,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from lth.init import derived_seed
-from lth.masks import MaskedNetwork, buffer_name
+from lth.lottery.masks import MaskedNetwork, buffer_name
+from lth.seeds import derived_seed
 
 
 class LearnedSupermask(MaskedNetwork):

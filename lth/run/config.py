@@ -20,16 +20,16 @@ from hydra.errors import (
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lth.data.download import is_file_name
-from lth.data.teacher_student import TEACHER_WEIGHTS
 from lth.errors import ConfigError, invalid
-from lth.flops import BUDGETS
-from lth.init import PRUNED_WEIGHTS, STRATEGIES
+from lth.lottery.at_init import SALIENCIES
+from lth.lottery.budget import BUDGETS
+from lth.lottery.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
+from lth.lottery.restarts import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
-from lth.module import OPTIMIZERS, SCHEDULES
-from lth.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
-from lth.saliency import SALIENCIES
+from lth.models.teacher import TEACHER_WEIGHTS
+from lth.run.module import OPTIMIZERS, SCHEDULES
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).parents[1] / "conf"
 # full precision, or Lightning's autocast around each step (weights stay float32, so inputs need no cast)
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 
@@ -166,7 +166,7 @@ def check_config(cfg: DictConfig) -> None:
         checks += [("data.mirrors", MIRRORS), ("data.md5", MD5S)]
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
-    if cfg.get("logger") and cfg.logger.get("_target_") == "lth.loggers.wandb_logger":
+    if cfg.get("logger") and cfg.logger.get("_target_") == "lth.run.loggers.wandb_logger":
         checks += [
             ("logger.offline", ((lambda v: v in ("auto", True, False)), "one of auto, true, false")),
             ("logger.tags", ((lambda v: isinstance(v, ListConfig)), "a list of tags, e.g. [imp,mnist1d]")),

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lth.pruning import prune_count, prune_masks
+from lth.lottery.pruning import prune_count, prune_masks
 
 Saliency = Callable[[nn.Module, Mapping[str, Tensor], Tensor, Tensor], dict[str, Tensor]]
 GRASP_TEMPERATURE = 200.0

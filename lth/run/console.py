@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -13,7 +13,8 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from rich.console import Console
 from rich.table import Table
 
-from lth.callbacks import PruningCallback
+from lth.lottery import Lottery
+from lth.lottery.record import CONSOLE_FIELDS, LevelRecord
 
 
 def quiet_third_party_noise() -> None:
@@ -31,40 +32,31 @@ def _percent(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
 
 
-def results_table(records: Sequence[Mapping[str, Any]], title: str | None = None) -> Table:
-    """One row per level: weights remaining, test accuracy at the end and at the early-stop iteration."""
+def _cell(value: Any, percent: int | None) -> str:
+    return str(value) if percent is None else _percent(value, percent)
+
+
+def results_table(records: Sequence[LevelRecord], title: str | None = None) -> Table:
+    """One row per level, the record's console fields: weights remaining, test accuracy at the end and
+    at the early-stop iteration, ..."""
     table = Table(title=title)
-    for column in (
-        "level",
-        "weights %",
-        "test acc %",
-        "early-stop iter",
-        "test acc % @ early stop",
-        "status",
-    ):
-        table.add_column(column, justify="left" if column == "status" else "right")
+    for f in CONSOLE_FIELDS:
+        table.add_column(f.metadata["label"], justify="right" if f.type != "str" else "left")
     for r in records:
-        table.add_row(
-            str(r["level"]),
-            _percent(r["weights_remaining"], 1),
-            _percent(r.get("test_acc")),
-            str(r["early_stop_step"]),
-            _percent(r.get("test_acc_at_early_stop")),
-            r["status"],
-        )
+        table.add_row(*(_cell(getattr(r, f.name), f.metadata["percent"]) for f in CONSOLE_FIELDS))
     return table
 
 
-def print_results(records: Sequence[Mapping[str, Any]], title: str | None = None) -> None:
+def print_results(records: Sequence[LevelRecord], title: str | None = None) -> None:
     Console().print(results_table(records, title))
 
 
 class LotteryProgressBar(TQDMProgressBar):
     """The training bar counts the steps of the current level: ``level 2/5, weights 64.0%``."""
 
-    def __init__(self, schedule: PruningCallback) -> None:
+    def __init__(self, lottery: Lottery) -> None:
         super().__init__()
-        self.schedule = schedule
+        self.lottery = lottery
         self._level = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -77,11 +69,11 @@ class LotteryProgressBar(TQDMProgressBar):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.schedule.state.level != self._level:  # a new level: leave the finished bar on screen
+        if self.lottery.state.level != self._level:  # a new level: leave the finished bar on screen
             self.train_progress_bar.close()
             self.train_progress_bar = self.init_train_tqdm()
             self._label(pl_module)
-        bar, step = self.train_progress_bar, trainer.global_step - self.schedule.state.level_start
+        bar, step = self.train_progress_bar, trainer.global_step - self.lottery.state.level_start
         if bar.disable:  # ranks other than zero
             return
         # redraw at most every mininterval (a redraw per step doubled the step time)
@@ -90,9 +82,9 @@ class LotteryProgressBar(TQDMProgressBar):
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def _label(self, pl_module: pl.LightningModule) -> None:
-        self._level = self.schedule.state.level
-        weights = pl_module.network.remaining_total()
-        self.train_progress_bar.reset(total=self.schedule.state.level_steps)
+        self._level = self.lottery.state.level
+        weights = self.lottery.network.remaining_total()
+        self.train_progress_bar.reset(total=self.lottery.state.level_steps)
         self.train_progress_bar.set_description(
-            f"level {self._level}/{self.schedule.levels}, weights {100 * weights:.1f}%"
+            f"level {self._level}/{self.lottery.levels}, weights {100 * weights:.1f}%"
         )

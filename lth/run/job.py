@@ -1,0 +1,228 @@
+"""One lottery job: check the config, build data, model, lottery and Trainer, train, write the results.
+
+config -> data + model -> MaskedNetwork -> Lottery -> Trainer(PruningCallback, checkpoint, bar, loggers)
+-> results on disk (``RunDirectory``) and in the loggers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
+
+from lth.analysis.specialisation import specialisation
+from lth.data import InMemoryDataModule
+from lth.data.teacher_student import TeacherStudentDataModule
+from lth.errors import ConfigError
+from lth.lottery import (
+    Budget,
+    ForwardCost,
+    Lottery,
+    MaskedNetwork,
+    PruningPlan,
+    Restart,
+    prunable_weight_names,
+)
+from lth.lottery.lottery import Analysis
+from lth.lottery.rates import tensor_rates, unit_readers
+from lth.lottery.supermask import LearnedSupermask
+from lth.models import IncompatibleInput, make_teacher
+from lth.run.callback import PruningCallback
+from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
+from lth.run.config import check_config, check_tensor_names
+from lth.run.console import LotteryProgressBar, print_results
+from lth.run.job_dir import RunDirectory
+from lth.run.loggers import finish_loggers, run_name, start_loggers
+from lth.run.module import LotteryModule
+from lth.seeds import derived_seed
+
+log = logging.getLogger("lth")
+
+TEACHER_KEYS = ("hidden", "teacher_weights")  # data=teacher_student keys that describe the teacher network
+
+
+def choice(cfg: DictConfig, group: str) -> str:
+    """The option chosen for a config group (``conv2``), or its ``_target_`` outside a Hydra run."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group))
+    return str(cfg[group]._target_)
+
+
+def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
+    """The configured data, set up; teacher-student data gets its teacher network built here."""
+    data, extra = cfg.data, {}
+    if "teacher_seed" in data:
+        extra["teacher"] = partial(
+            make_teacher, data.input_dim, list(data.hidden), data.output_dim, data.teacher_weights
+        )
+        data = OmegaConf.masked_copy(data, [k for k in data if k not in TEACHER_KEYS])
+    datamodule: InMemoryDataModule = instantiate(
+        data, batch_size=cfg.train.batch_size, seed=cfg.seed, **extra
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def model_factory(cfg: DictConfig, datamodule: InMemoryDataModule) -> Callable[[int], nn.Module]:
+    """Build the configured model with its weights drawn from ``seed`` (global RNG left untouched).
+
+    A model that cannot take the data's input shape is a ConfigError naming both.
+    """
+
+    def build(seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                return instantiate(
+                    cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes
+                )
+            except InstantiationException as exc:
+                if not isinstance(exc.__cause__, IncompatibleInput):
+                    raise
+                raise ConfigError(
+                    f"lth: invalid config: model={choice(cfg, 'model')} does not fit "
+                    f"data={choice(cfg, 'data')}: {exc.__cause__}"
+                ) from None
+
+    return build
+
+
+def pruning_plan(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> PruningPlan:
+    return PruningPlan(
+        criterion=cfg.prune.criterion,
+        scope=cfg.prune.scope,
+        base_rate=cfg.prune.rate,
+        rates=tensor_rates(cfg.prune, model, prunable),
+        seed=cfg.seed,
+        at_init=cfg.prune.get("at_init"),
+        iterations=cfg.prune.get("iterations", 1),
+        batches=cfg.prune.get("batches", 1),
+        structure=cfg.prune.structure,
+        norm=cfg.prune.norm,
+        readers=unit_readers(cfg.prune.structure, model, prunable),
+    )
+
+
+def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
+    """Analyses recorded at every level: node specialisation for teacher-student data (on the test inputs)."""
+    if not isinstance(datamodule, TeacherStudentDataModule):
+        return {}
+    x = datamodule.split("test")[0]
+    return {
+        "specialisation": lambda model: specialisation(
+            datamodule.teacher, model, x, datamodule.match_threshold
+        )
+    }
+
+
+@dataclass
+class Job:
+    """Everything one lottery job is made of, built but not yet run."""
+
+    trainer: pl.Trainer
+    module: LotteryModule
+    datamodule: InMemoryDataModule
+    lottery: Lottery
+    callback: PruningCallback
+    run_dir: RunDirectory
+    config: dict[str, Any]  # resolved
+
+
+def build_job(cfg: DictConfig) -> Job:
+    """Check ``cfg`` and build data, model, masks, lottery and Trainer; nothing is trained or written."""
+    check_config(cfg)
+    datamodule = build_datamodule(cfg)
+    build_model = model_factory(cfg, datamodule)
+    model = build_model(derived_seed(cfg.seed, "model"))
+    check_tensor_names(cfg, prunable_weight_names(model))
+    prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.prune.get("learned"):
+        network: MaskedNetwork = LearnedSupermask(model, prunable, derived_seed(cfg.seed, "supermask"))
+    else:
+        network = MaskedNetwork(model, prunable)
+    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
+    run_dir = RunDirectory(cfg.paths.output_dir)
+    budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
+    lottery = Lottery(
+        network,
+        levels=cfg.prune.levels,
+        budget=budget,
+        cost=ForwardCost(model, datamodule.input_shape),
+        eval_every=cfg.train.eval_every,
+        plan=pruning_plan(cfg, model, prunable),
+        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
+        fresh_state=lambda seed: build_model(seed).state_dict(),
+        data=datamodule.split,
+        evaluate=module.evaluate,
+        batch_size=cfg.train.batch_size,
+        analyses=level_analyses(datamodule),
+    )
+    callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
+    trainer = pl.Trainer(
+        **cfg.trainer,
+        max_steps=budget.max_steps(cfg.prune.levels),
+        logger=instantiate(cfg.logger) if cfg.logger else False,
+        callbacks=[
+            callback,
+            RotatingCheckpoint(run_dir.checkpoint_dir, callback),
+            *([LotteryProgressBar(lottery)] if cfg.trainer.get("enable_progress_bar", True) else []),
+        ],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=True,  # with RotatingCheckpoint given, Lightning adds no ModelCheckpoint
+        enable_model_summary=False,
+        default_root_dir=cfg.paths.output_dir,
+        # under SLURM, submitit's SIGUSR2 handler requeues the job; Lightning's SIGUSR1 requeue stays off
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    return Job(trainer, module, datamodule, lottery, callback, run_dir, config)
+
+
+def execute(job: Job) -> list[dict[str, Any]]:
+    """Train the lottery (resuming from the job's last good checkpoint), write its files, return its
+    records (as in ``results.jsonl``)."""
+    resume = resumable_checkpoint(job.run_dir.checkpoint_dir)
+    if resume:
+        log.info("lth: resuming from %s", resume)
+    if rank_zero_only.rank == 0:
+        job.run_dir.write_config(OmegaConf.to_yaml(job.config))
+    trainer, state = job.trainer, job.lottery.state
+    trainer.loggers = start_loggers(trainer.loggers, job.config, str(job.run_dir.path))
+    try:
+        trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
+    finally:
+        state = job.lottery.state  # replaced when a checkpoint was restored
+        finish_loggers(trainer.loggers, state.records, state.status != "running")
+    if trainer.is_global_zero:
+        if state.status != "running":
+            job.run_dir.mark_done(state.status, len(state.records))
+            remove_checkpoints(job.run_dir.checkpoint_dir)
+        print_results(state.records, title=run_name() or str(job.run_dir.path))
+    return [r.to_dict() for r in state.records]
+
+
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run one lottery job and return its per-level records; a finished job is not run again."""
+    check_config(cfg)
+    run_dir = RunDirectory(cfg.paths.output_dir)
+    run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    if run_dir.done_file.exists():
+        log.info("lth: %s is already finished; nothing to do", run_dir.path)
+        return run_dir.read_records()
+    return execute(build_job(cfg))
