@@ -1,11 +1,11 @@
 """Aggregate a sweep (or a single run) directory into tables and plots, from the jobs' own files only.
 
 ``python -m lth.report <sweep or run dir> [--out DIR]`` reads each job's ``results.jsonl``,
-``.hydra/overrides.yaml`` and ``DONE`` (never W&B), groups the jobs by every override that varies
-across them except ``seed``, and aggregates each level over the seeds of a group (mean, sample std, n).
-Only levels with status ``ok`` enter the aggregates; every job that is not complete (no ``DONE``:
-unfinished or killed; or a ``DONE`` status other than ``complete``) or has a level that is not ``ok``
-is listed under "Problems". Writes into ``<dir>/report/``:
+``.hydra/overrides.yaml``, ``DONE``, ``config.yaml`` and, if there, ``curves.jsonl`` (never W&B), groups
+the jobs by every override that varies across them except ``seed``, and aggregates each level over the
+seeds of a group (mean, sample std, n). Only levels with status ``ok`` enter the aggregates; every job
+that is not complete (no ``DONE``: unfinished or killed; or a ``DONE`` status other than ``complete``) or
+has a level that is not ``ok`` is listed under "Problems". Writes into ``<dir>/report/``:
 
 ```
 summary.csv      one row per group and level: weights_remaining, n, <metric>_mean, <metric>_std
@@ -13,6 +13,8 @@ summary.md       the same as a Markdown table, plus the problems
 jobs.csv         one row per job: path, the grouping overrides, seed, status, levels recorded, problem
 accuracy.png     test accuracy at the end of training and at early stop vs. percent of weights remaining
 early_stop.png   early-stop iteration vs. percent of weights remaining
+curves.png       a single run with curves.jsonl: test accuracy and val loss vs. step, a line per level
+curves/<job>/curves.png   the same for each job of a sweep that has curves.jsonl
 ```
 """
 
@@ -22,27 +24,43 @@ import argparse
 import csv
 import json
 import math
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from omegaconf import OmegaConf
 
 from lth.lottery.record import REPORT_METRICS as METRICS
 
 IGNORED_KEYS = ("seed",)
+CURVES_FILE = "curves.jsonl"
 DPI = 100
-ACCURACY_FIGSIZE = (12.0, 4.5)  # inches: 1200 x 450 pixels at DPI
-EARLY_STOP_FIGSIZE = (6.4, 4.8)  # 640 x 480 pixels
+PANEL_SIZE = (5.5, 4.8)  # inches per panel of the summary plots, before the legend widens the figure
+CURVES_FIGSIZE = (11.0, 4.8)
 WEIGHTS_LABEL = "Percent of Weights Remaining"
-MAX_TICKS = 8
+TICK_GAP_PX = 6.0  # the least space between two x tick labels
+LEGEND_ROWS = 14  # entries per legend column: a taller one would reach the title
+COLOURS: tuple[tuple[float, ...], ...] = tuple(colormaps["tab10"].colors)
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LEVEL_COLOURS = colormaps["viridis"]
+OPTIMIZERS = {"sgd": "SGD", "adam": "Adam"}
+
+Group = tuple[str, ...]  # a group's value of each varying override key
+Limits = tuple[float, float]  # the possible range of a metric
+Panel = tuple[str, str]  # (metric, panel title)
+Configs = Mapping[Path, Mapping[str, Any]]  # job directory -> its resolved config
 
 
 @dataclass
@@ -147,6 +165,98 @@ def label(keys: Sequence[str], group: Sequence[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, group, strict=True)) or "all jobs"
 
 
+def natural_key(text: str) -> list[int | str]:
+    """Sort key ordering embedded numbers by value: ``2_x`` before ``10_x``."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
+
+
+# --- the jobs' configs: context for the titles, the seed of a job that did not sweep it -----------------
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The resolved ``config.yaml`` lth wrote into the job directory ``path``; ``{}`` if absent or unreadable."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def seed_of(job: Job, config: Mapping[str, Any]) -> str:
+    """The job's seed: its override, else its config's, else ``""`` (unknown)."""
+    return job.overrides.get("seed", str(config.get("seed", "")))
+
+
+def _class_name(target: object, suffix: str = "") -> str:
+    name = str(target).rsplit(".", 1)[-1]
+    return name.removesuffix(suffix) or name
+
+
+def describe_model(model: Mapping[str, Any]) -> str:
+    """The model's class and size: ``MLP 100-100``, ``ConvNet 2 conv, fc 256-256``, ``ResNet-20``."""
+    text = _class_name(model.get("_target_", "?"))
+    if "depth" in model:
+        text += f"-{model['depth']}"
+    convs = sum(1 for item in model.get("plan") or [] if item != "M")
+    if convs:
+        text += f" {convs} conv"
+    multiplier = model.get("width_multiplier", 1)
+    widths = model.get("hidden") or [multiplier * w for w in model.get("teacher_hidden") or []]
+    if widths:
+        text += (", fc " if convs else " ") + "-".join(map(str, widths))
+    return text
+
+
+def _describe_optimizer(optim: Mapping[str, Any]) -> str:
+    name = str(optim.get("name", "?"))
+    return OPTIMIZERS.get(name, name)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a report's jobs trained, from their configs: each field lists the distinct values, ' / '-joined."""
+
+    dataset: str
+    model: str
+    optimizer: str
+    max_steps: int | None  # the most steps of a level (records' steps, train.steps): bounds early stop
+
+    def title(self, *more: str) -> str:
+        return " · ".join(part for part in (self.dataset, self.model, self.optimizer, *more) if part)
+
+
+def context(jobs: Sequence[Job], configs: Sequence[Mapping[str, Any]]) -> Context:
+    """The context of ``jobs`` from their ``configs`` (an empty config, a missing file, adds nothing)."""
+    known = [c for c in configs if c]
+
+    def values(describe: Callable[[Mapping[str, Any]], str]) -> str:
+        return " / ".join(dict.fromkeys(describe(c) for c in known))
+
+    steps = [r["steps"] for job in jobs for r in job.records if isinstance(r.get("steps"), int)]
+    steps += [c["train"]["steps"] for c in known if isinstance(c.get("train", {}).get("steps"), int)]
+    return Context(
+        values(lambda c: _class_name(c.get("data", {}).get("_target_", "?"), "DataModule")),
+        values(lambda c: describe_model(c.get("model", {}))),
+        values(lambda c: _describe_optimizer(c.get("optim", {}))),
+        max(steps, default=None),
+    )
+
+
+# --- tables -------------------------------------------------------------------------------------------
+
+
+def csv_number(column: str, value: float) -> float | int | str:
+    """``value`` rounded to what ``column`` means: accuracies and weights remaining (fractions) to 4
+    decimals (0.01 percentage points), steps to integers, anything else (losses) to 4 significant digits."""
+    if not math.isfinite(value):
+        return str(value)
+    if "acc" in column or column.startswith("weights_remaining"):
+        return round(value, 4)
+    if "step" in column:
+        return round(value)
+    return float(f"{value:.4g}")
+
+
 def write_csv(path: Path, keys: Sequence[str], rows: Iterable[Row]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -154,16 +264,20 @@ def write_csv(path: Path, keys: Sequence[str], rows: Iterable[Row]) -> None:
         writer.writerow([*keys, "level", "weights_remaining", "n", *stats])
         for r in rows:
             values = [v for m in METRICS for v in r.stats[m]]
-            writer.writerow([*r.group, r.level, r.weights_remaining, r.n, *values])
+            numbers = [csv_number(column, v) for column, v in zip(stats, values, strict=True)]
+            weights = csv_number("weights_remaining", r.weights_remaining)
+            writer.writerow([*r.group, r.level, weights, r.n, *numbers])
 
 
-def write_jobs_csv(path: Path, keys: Sequence[str], jobs: Iterable[Job], root: Path) -> None:
+def write_jobs_csv(
+    path: Path, keys: Sequence[str], jobs: Iterable[Job], root: Path, configs: Configs
+) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["job", *keys, "seed", "status", "levels", "problem"])
         for job in jobs:
             values = [job.overrides.get(k, "default") for k in keys]
-            seed = job.overrides.get("seed", "default")
+            seed = seed_of(job, configs[job.path])
             relative = job.path.relative_to(root)
             writer.writerow([relative, *values, seed, job.status, len(job.records), job.problem or ""])
 
@@ -175,16 +289,17 @@ def _pm(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
     return text if math.isnan(std) else f"{text} ± {scale * std:.{digits}f}"
 
 
-def markdown(keys: Sequence[str], rows: Sequence[Row], jobs: Sequence[Job], root: Path) -> str:
+def markdown(keys: Sequence[str], rows: Sequence[Row], jobs: Sequence[Job], root: Path, ctx: Context) -> str:
     """The summary table (accuracies in %, mean ± sample std over n seeds) and the problems list."""
     head = ["group", "level", "weights %", "n", "test acc %", "test acc % @ early stop", "early-stop iter"]
-    lines = [f"# lth report: {root}", "", f"{len(jobs)} job(s); groups by: {', '.join(keys) or '-'}", ""]
+    lines = [f"# lth report: {root}", "", ctx.title(seeds_text(group_sizes(rows))), ""]
+    lines += [f"{len(jobs)} job(s); groups by: {', '.join(keys) or '-'}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [
             label(keys, r.group),
             str(r.level),
-            f"{100 * r.weights_remaining:.1f}",
+            f"{100 * r.weights_remaining:.2f}",
             str(r.n),
             _pm(*r.stats["test_acc"], scale=100),
             _pm(*r.stats["test_acc_at_early_stop"], scale=100),
@@ -197,29 +312,100 @@ def markdown(keys: Sequence[str], rows: Sequence[Row], jobs: Sequence[Job], root
     return "\n".join(lines) + "\n"
 
 
+# --- groups: n and line style ---------------------------------------------------------------------------
+
+
+def group_sizes(rows: Iterable[Row]) -> dict[Group, tuple[int, int]]:
+    """The fewest and the most seeds of each group over its levels (n shrinks where seeds died)."""
+    sizes: dict[Group, list[int]] = defaultdict(list)
+    for r in rows:
+        sizes[r.group].append(r.n)
+    return {group: (min(n), max(n)) for group, n in sizes.items()}
+
+
+def seeds_text(sizes: Mapping[Group, tuple[int, int]]) -> str:
+    """``n=3 seeds`` if every group has as many, else the range with a pointer to the legend."""
+    most = sorted({hi for _, hi in sizes.values()})
+    if len(most) == 1:
+        return f"n={most[0]} seed" + "s" * (most[0] != 1)
+    return f"n={most[0]}-{most[-1]} seeds per group" if most else ""
+
+
+def legend_label(keys: Sequence[str], group: Group, size: tuple[int, int]) -> str:
+    lo, hi = size
+    return f"{label(keys, group)} (n={lo if lo == hi else f'{lo}-{hi}'})"
+
+
+@dataclass(frozen=True)
+class Style:
+    color: tuple[float, ...]
+    linestyle: str
+    marker: str
+    order: tuple[int, int]  # (colour, style) index: the legend lists groups by colour, then style
+
+
+def group_styles(groups: Sequence[Group]) -> dict[Group, Style]:
+    """Colour for the swept factor with the most values (the first on ties), line style and marker for
+    the combination of the others (one factor: colour only)."""
+    width = len(groups[0]) if groups else 0
+    first = max(range(width), key=lambda i: len({g[i] for g in groups}), default=0)
+    split = {g: (g[first : first + 1], g[:first] + g[first + 1 :]) for g in groups}
+    colours = list(dict.fromkeys(c for c, _ in split.values()))
+    rests = list(dict.fromkeys(r for _, r in split.values()))
+    styles = {}
+    for g, (c, r) in split.items():
+        ci = colours.index(c)
+        si = rests.index(r) + len(rests) * (ci // len(COLOURS))  # past the palette: a new style, too
+        styles[g] = Style(
+            COLOURS[ci % len(COLOURS)],
+            LINE_STYLES[si % len(LINE_STYLES)],
+            MARKERS[si % len(MARKERS)],
+            (ci, si),
+        )
+    return styles
+
+
+# --- plots ----------------------------------------------------------------------------------------------
+
+
+def band(mean: np.ndarray, std: np.ndarray, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """mean ± std clipped to the possible range ``limits``; nan (no band) where std is (a single seed)."""
+    return np.clip(mean - std, *limits), np.clip(mean + std, *limits)
+
+
 def _weights_axis(ax: Axes, rows: Sequence[Row]) -> None:
-    """Log x axis from 100% down to the sparsest level, ticks at the levels (as in Frankle & Carbin)."""
-    percents = sorted({round(100 * r.weights_remaining, 1) for r in rows}, reverse=True)
-    ticks = percents[:: max(1, math.ceil(len(percents) / MAX_TICKS))]
+    """Log x axis from 100% down to the sparsest level, a tick at every level (as in Frankle & Carbin)."""
+    percents = sorted({float(f"{100 * r.weights_remaining:.3g}") for r in rows}, reverse=True)
     ax.set_xscale("log")
     ax.set_xlim(percents[0] * 1.08, percents[-1] / 1.08)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_locator(FixedLocator(percents))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlabel(WEIGHTS_LABEL)
     ax.grid(True, alpha=0.3)
 
 
-def _plot(ax: Axes, keys: Sequence[str], rows: Sequence[Row], metric: str, scale: float) -> None:
-    groups = dict.fromkeys(r.group for r in rows)
-    for group in groups:
-        points = [r for r in rows if r.group == group and not math.isnan(r.stats[metric][0])]
-        x = np.array([100 * r.weights_remaining for r in points])
-        mean = np.array([scale * r.stats[metric][0] for r in points])
-        std = np.nan_to_num(np.array([scale * r.stats[metric][1] for r in points]))
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label(keys, group))
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    _weights_axis(ax, rows)
+def _thin_ticks(ax: Axes) -> None:
+    """Drop each x tick whose label, as drawn, would overlap the label of the kept tick to its left."""
+    ticks = sorted(ax.xaxis.get_major_ticks(), key=lambda t: t.label1.get_window_extent().x0)
+    kept, right = [], -math.inf
+    for tick in ticks:
+        box = tick.label1.get_window_extent()
+        if box.x0 >= right + TICK_GAP_PX:
+            kept.append(tick.get_loc())
+            right = box.x1
+    ax.xaxis.set_major_locator(FixedLocator(kept))
+
+
+def _plot_group(
+    ax: Axes, rows: Sequence[Row], metric: str, scale: float, limits: Limits, style: Style
+) -> None:
+    points = [r for r in rows if not math.isnan(r.stats[metric][0])]
+    x = np.array([100 * r.weights_remaining for r in points])
+    mean = np.array([scale * r.stats[metric][0] for r in points])
+    std = np.array([scale * r.stats[metric][1] for r in points])
+    ax.plot(x, mean, color=style.color, linestyle=style.linestyle, marker=style.marker, markersize=4)
+    ax.fill_between(x, *band(mean, std, limits), color=style.color, alpha=0.15, linewidth=0)
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
@@ -229,41 +415,156 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def plot_accuracy(path: Path, keys: Sequence[str], rows: Sequence[Row]) -> None:
-    axes = _figure(ACCURACY_FIGSIZE).subplots(1, 2, sharey=True)
-    for ax, metric, title in zip(
-        axes, ("test_acc", "test_acc_at_early_stop"), ("End of training", "At early stop"), strict=True
-    ):
-        _plot(ax, keys, rows, metric, scale=100)
+def _legend_outside(fig: Figure, handles: Sequence[Artist], labels: Sequence[str], title: str | None) -> None:
+    """A figure legend right of the axes; the figure is widened by its width, so the axes keep theirs."""
+    ncols = 1 + (len(handles) - 1) // LEGEND_ROWS
+    legend = fig.legend(
+        handles, labels, loc="outside right center", fontsize="small", ncols=ncols, title=title
+    )
+    fig.canvas.draw()
+    fig.set_figwidth(fig.get_figwidth() + legend.get_window_extent().width / fig.dpi)
+    fig.canvas.draw()
+
+
+def summary_figure(
+    keys: Sequence[str],
+    rows: Sequence[Row],
+    ctx: Context,
+    panels: Sequence[Panel],
+    scale: float,
+    limits: Limits,
+) -> Figure:
+    """One panel per (metric, title) against percent of weights remaining, a line and ± std band per group,
+    the legend right of the panels, the context (dataset, model, optimizer, n seeds) as the title."""
+    fig = _figure((PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    styles = group_styles(list(dict.fromkeys(r.group for r in rows)))
+    groups = sorted(styles, key=lambda g: styles[g].order)
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for group in groups:
+            _plot_group(ax, [r for r in rows if r.group == group], metric, scale, limits, styles[group])
+        _weights_axis(ax, rows)
         ax.set_title(title)
-    axes[0].set_ylabel("Test Accuracy (%)")
-    axes[1].legend(fontsize="small")
-    axes[0].figure.savefig(path, dpi=DPI)
+    sizes = group_sizes(rows)
+    fig.suptitle(ctx.title(seeds_text(sizes)))
+    labels = [legend_label(keys, g, sizes[g]) for g in groups]
+    _legend_outside(fig, axes[0].get_lines(), labels, title=None)
+    for ax in axes:
+        _thin_ticks(ax)
+    return fig
 
 
-def plot_early_stop(path: Path, keys: Sequence[str], rows: Sequence[Row]) -> None:
-    ax = _figure(EARLY_STOP_FIGSIZE).subplots()
-    _plot(ax, keys, rows, "early_stop_step", scale=1)
-    ax.set_ylabel("Early-Stop Iteration (Val.)")
-    ax.legend(fontsize="small")
-    ax.figure.savefig(path, dpi=DPI)
+def accuracy_figure(keys: Sequence[str], rows: Sequence[Row], ctx: Context) -> Figure:
+    """Test accuracy at the end of training and at early stop; bands clipped to [0, 100]."""
+    panels = (("test_acc", "End of training"), ("test_acc_at_early_stop", "At early stop"))
+    fig = summary_figure(keys, rows, ctx, panels, scale=100, limits=(0.0, 100.0))
+    fig.axes[0].set_ylabel("Test Accuracy (%)")
+    return fig
+
+
+def early_stop_figure(keys: Sequence[str], rows: Sequence[Row], ctx: Context) -> Figure:
+    """Early-stop iteration; bands clipped to [0, the most steps a level trained]."""
+    top = math.inf if ctx.max_steps is None else float(ctx.max_steps)
+    fig = summary_figure(keys, rows, ctx, (("early_stop_step", ""),), scale=1, limits=(0.0, top))
+    fig.axes[0].set_ylabel("Early-Stop Iteration (Val.)")
+    fig.axes[0].set_ylim(bottom=0)
+    return fig
+
+
+def read_curves(path: Path) -> list[dict[str, Any]]:
+    """The evaluations of the job directory ``path``, from its optional ``curves.jsonl``; ``[]`` without it.
+
+    ``curves.jsonl`` holds one JSON object per evaluation (every ``train.eval_every`` steps of a level and
+    at its end), in the order they ran::
+
+        {"level": 1, "step": 100, "train_loss": 0.41, "val_loss": 0.38, "val_acc": 0.87,
+         "test_loss": 0.39, "test_acc": 0.86}
+
+    ``level`` as in ``results.jsonl``; ``step`` counts from the level's start (as ``early_stop_step``);
+    ``train_loss`` is the mean training loss since the previous evaluation; accuracies are fractions in
+    [0, 1], ``null`` for regression; a non-finite loss is written as ``NaN`` or ``Infinity`` (Python's
+    ``json``). A (level, step) written twice (a resumed job evaluates again from its checkpoint) counts
+    once, the last line winning; a line that does not parse (cut short by a kill) is skipped.
+    """
+    file = path / CURVES_FILE
+    if not file.exists():
+        return []
+    entries: dict[tuple[int, int], dict[str, Any]] = {}
+    for line in file.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        entries[entry["level"], entry["step"]] = entry
+    return sorted(entries.values(), key=lambda e: (e["level"], e["step"]))
+
+
+def _finite(values: Iterable[float | None], scale: float) -> np.ndarray:
+    array = np.array([math.nan if v is None else scale * v for v in values], dtype=float)
+    return np.where(np.isfinite(array), array, math.nan)
+
+
+def curves_figure(
+    curves: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]], title: str
+) -> Figure:
+    """Frankle & Carbin's Figure 3 for one job: test accuracy (test loss for regression) and validation
+    loss against training iterations, one line per level, labelled with its percent of weights remaining."""
+    fig = _figure(CURVES_FIGSIZE)
+    axes = fig.subplots(1, 2)
+    accuracy = any(e.get("test_acc") is not None for e in curves)
+    first = ("test_acc", 100.0, "Test Accuracy (%)") if accuracy else ("test_loss", 1.0, "Test Loss")
+    panels = (first, ("val_loss", 1.0, "Validation Loss"))
+    remaining = {r["level"]: r["weights_remaining"] for r in records}
+    levels = sorted({e["level"] for e in curves})
+    for i, level in enumerate(levels):
+        entries = [e for e in curves if e["level"] == level]
+        color = LEVEL_COLOURS(0.9 * i / max(1, len(levels) - 1))  # viridis' last tenth is too pale
+        text = f"{level}: {100 * remaining[level]:.3g}%" if level in remaining else f"{level}"
+        for ax, (metric, scale, _) in zip(axes, panels, strict=True):
+            values = _finite((e.get(metric) for e in entries), scale)
+            ax.plot([e["step"] for e in entries], values, color=color, label=text)
+    for ax, (_, _, ylabel) in zip(axes, panels, strict=True):
+        ax.set_xlabel("Training Iterations")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    _legend_outside(fig, *axes[0].get_legend_handles_labels(), title="level: weights left")
+    return fig
+
+
+def plot_curves(out: Path, root: Path, keys: Sequence[str], jobs: Iterable[Job], configs: Configs) -> None:
+    """``curves.png`` for each job that has a ``curves.jsonl``: ``<out>/curves.png`` for a single run,
+    ``<out>/curves/<job dir>/curves.png`` in a sweep."""
+    for job in jobs:
+        curves = read_curves(job.path)
+        if not curves:
+            continue
+        config, relative = configs[job.path], job.path.relative_to(root)
+        values = [job.overrides.get(k, "default") for k in keys]
+        title = context([job], [config]).title(label([*keys, "seed"], [*values, seed_of(job, config)]))
+        path = out / "curves.png" if relative == Path() else out / "curves" / relative / "curves.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        curves_figure(curves, job.records, title).savefig(path, dpi=DPI)
 
 
 def report(root: Path, out: Path | None = None) -> Path:
     """Write the report of the jobs under ``root`` into ``out`` (default ``root/report``); return ``out``."""
-    jobs = find_jobs(root)
+    jobs = sorted(find_jobs(root), key=lambda job: natural_key(str(job.path.relative_to(root))))
     if not jobs:
         raise SystemExit(f"lth.report: no job directories under {root}")
     out = out or root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    configs = {job.path: read_config(job.path) for job in jobs}
+    ctx = context(jobs, list(configs.values()))
     keys = varying_keys(jobs)
     rows = aggregate(jobs, keys)
     write_csv(out / "summary.csv", keys, rows)
-    write_jobs_csv(out / "jobs.csv", keys, jobs, root)
-    (out / "summary.md").write_text(markdown(keys, rows, jobs, root))
+    write_jobs_csv(out / "jobs.csv", keys, jobs, root, configs)
+    (out / "summary.md").write_text(markdown(keys, rows, jobs, root, ctx))
     if rows:
-        plot_accuracy(out / "accuracy.png", keys, rows)
-        plot_early_stop(out / "early_stop.png", keys, rows)
+        accuracy_figure(keys, rows, ctx).savefig(out / "accuracy.png", dpi=DPI)
+        early_stop_figure(keys, rows, ctx).savefig(out / "early_stop.png", dpi=DPI)
+    plot_curves(out, root, keys, jobs, configs)
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.report import ACCURACY_FIGSIZE, DPI, EARLY_STOP_FIGSIZE, main
+from lth.report import DPI, PANEL_SIZE, main
 
 WT_ACC = (0.90, 0.92, 0.88)  # winning_ticket test_acc per level, before the seed offset
 SEED_OFFSET = (-0.02, 0.0, 0.02)
@@ -87,10 +87,10 @@ def test_report_aggregates_seeds_per_group_and_lists_problem_jobs(sweep: Path, c
         ri, acc = rows["reinit", lv], [0.5 + 0.01 * s for s in seeds]
         assert int(ri["n"]) == len(seeds)
         assert float(ri["test_acc_mean"]) == pytest.approx(statistics.mean(acc))
-        assert float(ri["test_acc_std"]) == pytest.approx(statistics.stdev(acc))
+        assert float(ri["test_acc_std"]) == pytest.approx(statistics.stdev(acc), abs=5e-5)  # 4 decimals
     # the problem jobs are listed, in the Markdown, the jobs table and on stdout
     markdown = (out / "summary.md").read_text()
-    assert "| init=winning_ticket | 1 | 80.0 | 3 | 92.00 ± 2.00 | 91.00 ± 2.00 | 200 ± 100 |" in markdown
+    assert "| init=winning_ticket | 1 | 80.00 | 3 | 92.00 ± 2.00 | 91.00 ± 2.00 | 200 ± 100 |" in markdown
     problems = markdown.split("## Problems")[1]
     assert "`5_init=reinit,seed=2,prune.levels=2`: unfinished: 2 level(s) recorded" in problems
     assert (
@@ -103,9 +103,10 @@ def test_report_aggregates_seeds_per_group_and_lists_problem_jobs(sweep: Path, c
     assert [j["status"] for j in jobs.values()].count("complete") == 5
     assert jobs["5_init=reinit,seed=2,prune.levels=2"]["status"] == "unfinished"
     assert capsys.readouterr().out.startswith("# lth report")
-    # plots of the expected pixel size, with content
-    for name, figsize in (("accuracy.png", ACCURACY_FIGSIZE), ("early_stop.png", EARLY_STOP_FIGSIZE)):
-        assert png_size(out / name) == (round(figsize[0] * DPI), round(figsize[1] * DPI))
+    # plots: panels of the set size, widened by the legend, with content
+    for name, panels in (("accuracy.png", 2), ("early_stop.png", 1)):
+        width, height = png_size(out / name)
+        assert height == round(PANEL_SIZE[1] * DPI) and width > panels * PANEL_SIZE[0] * DPI
         assert (out / name).stat().st_size > 10_000
 
 
@@ -116,4 +117,4 @@ def test_report_of_a_single_run_directory(sweep: Path, tmp_path: Path) -> None:
         rows = list(csv.DictReader(f))
     assert [float(r["test_acc_mean"]) for r in rows] == pytest.approx([a - 0.02 for a in WT_ACC])
     assert all(r["n"] == "1" and r["test_acc_std"] == "nan" for r in rows)
-    assert "| all jobs | 0 | 100.0 | 1 | 88.00 |" in (tmp_path / "one" / "summary.md").read_text()
+    assert "| all jobs | 0 | 100.00 | 1 | 88.00 |" in (tmp_path / "one" / "summary.md").read_text()
