@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from lth.data.idx import write_idx
 from lth.data.vision import IDX_FILES
+from lth.lottery.optim import build_optimizer
 from lth.run.config import CONF_DIR
 from lth.run.job import Job, build_job, execute
-from lth.run.module import build_optimizer
 
 TARGET_RATIO = 1.3
 

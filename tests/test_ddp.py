@@ -26,7 +26,7 @@ def test_ddp_on_two_cpu_processes_matches_the_single_process_run(lth_cli, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Starting with 2 processes" in proc.stderr + proc.stdout
     # rank 0 alone writes the job's files (rank 1 keeps only Hydra's log of its own)
-    assert sorted(p.name for p in ddp.glob("*.jsonl")) == ["results.jsonl"]
+    assert sorted(p.name for p in ddp.glob("*.jsonl")) == ["curves.jsonl", "results.jsonl"]
     assert json.loads((ddp / "DONE").read_text()) == {"status": "complete", "levels": 3}
     one, two = RunDirectory(single), RunDirectory(ddp)
     for a, b in zip(one.read_records(), two.read_records(), strict=True):

@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from lth.lottery.optim import lr_factor
 from lth.lottery.pruning import prune_masks, score
 from lth.lottery.rates import tensor_rates
 from lth.run.job import build_job, execute
 from lth.run.job_dir import RunDirectory
-from lth.run.module import lr_factor
 from tests.conftest import LearningRates
 
 State = dict[str, torch.Tensor]
@@ -107,6 +107,15 @@ def test_results_files_follow_the_contract(make_cfg: Callable[..., DictConfig]) 
             assert r["layers"][name] == counts[r["level"]] / masks[name].numel()
         assert r["weights_remaining"] == sum(c[r["level"]] for c in alive.values()) / 15000
     assert records[0]["test_acc"] > 0.2  # 30 SGD steps already beat chance (0.1) on MNIST-1D
+    curves = [json.loads(line) for line in run_dir.curves_file.read_text().splitlines()]
+    assert [(c["level"], c["step"]) for c in curves] == [(lv, s) for lv in range(3) for s in (10, 20, 30)]
+    for r in records:  # each level's last evaluation is its record
+        (last,) = [c for c in curves if (c["level"], c["step"]) == (r["level"], 30)]
+        assert (last["test_acc"], last["val_loss"], last["train_loss"]) == (
+            r["test_acc"],
+            r["val_loss"],
+            r["train_loss"],
+        )
 
 
 @pytest.mark.parametrize("optim", ["optim=sgd optim.momentum=0.9 optim.weight_decay=0.001", "optim=adam"])

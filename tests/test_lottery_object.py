@@ -152,10 +152,17 @@ def test_lower_floors_import_only_what_lies_below_them(package: str) -> None:
         assert not above, f"{path.relative_to(LTH)} imports {above}"
 
 
-def test_the_lottery_imports_without_lightning_hydra_or_wandb() -> None:
-    code = (
-        "import sys, lth.lottery, lth.analysis.specialisation;"
-        "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'hydra', 'omegaconf', 'wandb') if m in sys.modules))"
-    )
+@pytest.mark.parametrize(
+    ("modules", "absent"),
+    [
+        (
+            "lth.lottery, lth.analysis.specialisation",
+            ("pytorch_lightning", "lightning", "hydra", "omegaconf", "wandb"),
+        ),
+        ("lth.train", ("pytorch_lightning", "lightning", "wandb", "matplotlib")),  # start-up: config first
+    ],
+)
+def test_imports_stay_light(modules: str, absent: tuple[str, ...]) -> None:
+    code = f"import sys, {modules}; print(sorted(m for m in {absent!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

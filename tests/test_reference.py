@@ -44,7 +44,12 @@ def fingerprint(run: Path) -> dict:
     for record in records:
         record.pop("wall_s")
     files = {str(p.relative_to(run)): digest(p) for p in sorted(run.glob("levels/*/*.pt"))}
-    return {"torch": torch.__version__, "records": records, "files": files, "done": (run / "DONE").read_text()}
+    return {
+        "torch": torch.__version__,
+        "records": records,
+        "files": files,
+        "done": (run / "DONE").read_text(),
+    }
 
 
 @pytest.fixture

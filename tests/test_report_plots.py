@@ -214,7 +214,7 @@ def test_csv_numbers_rounded_jobs_in_natural_order_with_the_config_seed(tmp_path
     with (unswept / "report" / "jobs.csv").open() as f:
         assert next(csv.DictReader(f))["seed"] == "7"
     assert (unswept / "report" / "summary.csv").read_text().splitlines()[1] == (
-        "0,0.8067,1,0.346,nan,0.346,nan,3,nan,0.8886,nan"
+        "0,0.8067,1,0.346,nan,0.8886,nan,3,nan,0.346,nan"
     )
 
 

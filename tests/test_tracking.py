@@ -138,7 +138,9 @@ def test_a_single_run_is_grouped_by_its_run_dir_and_typed_by_its_experiment(lth_
     # the report of the run, from its files alone
     with (report(run_dir) / "summary.csv").open() as f:
         summary = list(csv.DictReader(f))
-    assert [float(row["test_acc_mean"]) for row in summary] == [r["test_acc"] for r in read_records(run_dir)]
+    assert [float(row["test_acc_mean"]) for row in summary] == [
+        round(r["test_acc"], 4) for r in read_records(run_dir)
+    ]
 
 
 class FinishWandbAt(pl.Callback):

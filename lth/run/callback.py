@@ -69,6 +69,14 @@ class PruningCallback(pl.Callback):
         if log_ticket:
             loggers.log_ticket(trainer.loggers, state.level, network.mask_dict(), network.model_state())
 
+    def _log_evaluation(self, trainer: pl.Trainer, entry: dict[str, float]) -> None:
+        level, remaining = self.lottery.state.level, self.lottery.network.remaining_total()
+        loggers.log_metrics(
+            trainer.loggers, loggers.evaluation_metrics(entry, level, remaining), trainer.global_step
+        )
+        if trainer.is_global_zero and self.run_dir is not None:
+            self.run_dir.append_evaluation(level, entry)
+
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_: Any) -> None:
         pl_module.steps_per_batch = self.steps_until_event(trainer.global_step, pl_module.max_steps_per_batch)
 
@@ -86,9 +94,7 @@ class PruningCallback(pl.Callback):
         every = self.checkpoint_every
         self.checkpoint_due = outcome.record is not None or bool(every and step % every == 0)
         if outcome.evaluation is not None:
-            remaining = lottery.network.remaining_total()
-            metrics = loggers.evaluation_metrics(outcome.evaluation, lottery.state.level, remaining)
-            loggers.log_metrics(trainer.loggers, metrics, step)
+            self._log_evaluation(trainer, outcome.evaluation)
         if outcome.record is None:
             return
         network = lottery.network

@@ -23,11 +23,11 @@ from lth.data.download import is_file_name
 from lth.errors import ConfigError, invalid
 from lth.lottery.at_init import SALIENCIES
 from lth.lottery.budget import BUDGETS
+from lth.lottery.optim import OPTIMIZERS, SCHEDULES
 from lth.lottery.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
 from lth.lottery.restarts import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.models.teacher import TEACHER_WEIGHTS
-from lth.run.module import OPTIMIZERS, SCHEDULES
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
 # full precision, or Lightning's autocast around each step (weights stay float32, so inputs need no cast)

@@ -23,7 +23,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from lth.analysis.specialisation import specialisation
-from lth.data import InMemoryDataModule
+from lth.data.memory import InMemoryDataModule
 from lth.data.teacher_student import TeacherStudentDataModule
 from lth.errors import ConfigError
 from lth.lottery import (

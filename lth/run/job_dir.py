@@ -3,6 +3,8 @@
 ```
 <output_dir>/config.yaml                 resolved config of the job
 <output_dir>/results.jsonl               one JSON object per finished level
+<output_dir>/curves.jsonl                one JSON object per evaluation: level, step (within the level),
+                                         train_loss, val_loss, val_acc, test_loss, test_acc (appended)
 <output_dir>/levels/level_NN/masks.pt    masks the level trained with (bool tensors, plain names)
 <output_dir>/levels/level_NN/weights.pt  prunable weights at the end of the level
 <output_dir>/levels/level_NN/<analysis>.pt  tensors of a per-level analysis (e.g. specialisation.pt)
@@ -37,6 +39,10 @@ class RunDirectory:
         return self.path / "results.jsonl"
 
     @property
+    def curves_file(self) -> Path:
+        return self.path / "curves.jsonl"
+
+    @property
     def done_file(self) -> Path:
         return self.path / "DONE"
 
@@ -69,6 +75,16 @@ class RunDirectory:
 
     def write_records(self, records: list[LevelRecord]) -> None:
         atomic_write_text(self.results_file, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
+
+    def append_evaluation(self, level: int, entry: Mapping[str, float | None]) -> None:
+        """One evaluation as a line of ``curves.jsonl``; a line cut short by a kill stays on its own line
+        (readers skip it)."""
+        line = (json.dumps({"level": level, **entry}) + "\n").encode()
+        with self.curves_file.open("a+b") as f:  # appends always go to the end, wherever f was read
+            end = f.seek(0, os.SEEK_END)
+            if end and (f.seek(end - 1), f.read(1))[1] != b"\n":
+                line = b"\n" + line
+            f.write(line)
 
     def save_level(
         self,

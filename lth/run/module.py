@@ -18,7 +18,6 @@ What the plain steps skip of Lightning is written once, at ``advance_global_step
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -30,15 +29,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from lth.lottery.masks import MaskedNetwork
+from lth.lottery.optim import build_optimizer, lr_factor
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-SCHEDULES: dict[str, Callable[[int, int], float]] = {
-    "constant": lambda t, total: 1.0,
-    "cosine": lambda t, total: 0.5 * (1.0 + math.cos(math.pi * t / total)),
-    "linear": lambda t, total: 1.0 - t / total,
-    "step": lambda t, total: 0.1 ** ((2 * t >= total) + (4 * t >= 3 * total)),  # /10 at 50% and 75%
-}
-SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
 MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch shared by up to 20 steps
@@ -76,22 +68,6 @@ def advance_global_step(trainer: pl.Trainer, steps: int) -> None:
     callbacks see one ``on_train_batch_start``/``end`` per run of steps.
     """
     _step_counter(trainer).increment_by(steps)
-
-
-def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:
-    """Multiplier of the base LR at step ``t`` of a level of ``total`` steps: linear warm-up, then ``schedule``."""
-    shape = SCHEDULES[schedule]
-
-    def factor(t: int, total: int) -> float:
-        warm = min(1.0, (t + 1) / warmup_steps) if warmup_steps else 1.0
-        return warm * shape(t, total)
-
-    return factor
-
-
-def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in optim.items() if k not in SCHEDULE_KEYS}
-    return OPTIMIZERS[optim["name"]](params, **kwargs)
 
 
 class LotteryModule(pl.LightningModule):
