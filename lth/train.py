@@ -36,6 +36,7 @@ from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
 from lth.models import IncompatibleInput
 from lth.module import LotteryModule
 from lth.results import RunDirectory
+from lth.run.resume import pinned_argv
 from lth.specialisation import specialisation
 from lth.supermask import LearnedSupermask
 
@@ -266,6 +267,7 @@ def main() -> None:
     if problem:
         print(problem, file=sys.stderr)
         raise SystemExit(2)
+    sys.argv[1:] = pinned_argv(sys.argv[1:])
     hydra_main()
 
 
