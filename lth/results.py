@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from lth.config import ConfigError
+from lth.run.readers import read_records
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -115,9 +116,7 @@ class RunDirectory:
         atomic_write_text(self.done_file, json.dumps({"status": status, "levels": levels}) + "\n")
 
     def read_records(self) -> list[dict[str, Any]]:
-        if not self.results_file.exists():
-            return []
-        return [json.loads(line) for line in self.results_file.read_text().splitlines() if line]
+        return read_records(self.results_file)
 
     def load_masks(self, level: int) -> dict[str, Tensor]:
         return torch.load(self.level_dir(level) / "masks.pt", weights_only=True)

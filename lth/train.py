@@ -36,6 +36,7 @@ from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
 from lth.models import IncompatibleInput
 from lth.module import LotteryModule
 from lth.results import RunDirectory
+from lth.run.readers import read_job_files
 from lth.run.resume import pinned_argv
 from lth.specialisation import specialisation
 from lth.supermask import LearnedSupermask
@@ -247,7 +248,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
-        return run_dir.read_records()
+        return read_job_files(run_dir.path)[0]
     return execute(build_job(cfg))
 
 
