@@ -5,7 +5,8 @@
 the jobs by every override that varies across them except ``seed``, and aggregates each level over the
 seeds of a group (mean, sample std, n). Only levels with status ``ok`` enter the aggregates; every job
 that is not complete (no ``DONE``: unfinished or killed; or a ``DONE`` status other than ``complete``) or
-has a level that is not ``ok`` is listed under "Problems". Writes into ``<dir>/report/``:
+has a level that is not ``ok`` is listed under "Problems". A job whose ``results.jsonl`` or ``DONE`` is
+damaged is skipped with a one-line warning (and listed under "Problems"). Writes into ``<dir>/report/``:
 
 ```
 summary.csv      one row per group and level: weights_remaining, n, <metric>_mean, <metric>_std
@@ -25,6 +26,7 @@ import csv
 import json
 import math
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from omegaconf import OmegaConf
 
 from lth.lottery.record import REPORT_METRICS as METRICS
+from lth.run.readers import DamagedFile, read_job_files
 
 IGNORED_KEYS = ("seed",)
 CURVES_FILE = "curves.jsonl"
@@ -71,14 +74,19 @@ class Job:
     overrides: dict[str, str]
     records: list[dict[str, Any]]
     done: dict[str, Any] | None
+    damage: str | None = None  # why its files cannot be read; the job is skipped
 
     @property
     def status(self) -> str:
+        if self.damage:
+            return "damaged"
         return "unfinished" if self.done is None else str(self.done["status"])
 
     @property
     def problem(self) -> str | None:
         """Why the job is not a clean, complete lottery (None if it is)."""
+        if self.damage:
+            return self.damage
         bad = [r for r in self.records if r.get("status") != "ok"]
         if self.status == "complete" and not bad:
             return None
@@ -107,15 +115,11 @@ def _parse_override(text: str) -> tuple[str, str]:
 def load_job(path: Path) -> Job:
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-    results = path / "results.jsonl"
-    records = [json.loads(x) for x in results.read_text().splitlines() if x] if results.exists() else []
-    done = path / "DONE"
-    return Job(
-        path,
-        dict(_parse_override(str(o)) for o in overrides or []),
-        records,
-        json.loads(done.read_text()) if done.exists() else None,
-    )
+    parsed = dict(_parse_override(str(o)) for o in overrides or [])
+    try:
+        return Job(path, parsed, *read_job_files(path))
+    except DamagedFile as exc:
+        return Job(path, parsed, [], None, damage=str(exc).removeprefix("lth: "))
 
 
 def find_jobs(root: Path) -> list[Job]:
@@ -292,8 +296,10 @@ def _pm(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
 def markdown(keys: Sequence[str], rows: Sequence[Row], jobs: Sequence[Job], root: Path, ctx: Context) -> str:
     """The summary table (accuracies in %, mean ± sample std over n seeds) and the problems list."""
     head = ["group", "level", "weights %", "n", "test acc %", "test acc % @ early stop", "early-stop iter"]
+    skipped = sum(1 for job in jobs if job.damage)
+    count = f"{len(jobs)} job(s)" + (f", {skipped} skipped (damaged files)" if skipped else "")
     lines = [f"# lth report: {root}", "", ctx.title(seeds_text(group_sizes(rows))), ""]
-    lines += [f"{len(jobs)} job(s); groups by: {', '.join(keys) or '-'}", ""]
+    lines += [f"{count}; groups by: {', '.join(keys) or '-'}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [
@@ -552,6 +558,11 @@ def report(root: Path, out: Path | None = None) -> Path:
     jobs = sorted(find_jobs(root), key=lambda job: natural_key(str(job.path.relative_to(root))))
     if not jobs:
         raise SystemExit(f"lth.report: no job directories under {root}")
+    damaged = [job for job in jobs if job.damage]
+    for job in damaged:
+        print(f"lth.report: warning: skipping a job: {job.damage}", file=sys.stderr)
+    if damaged:
+        print(f"lth.report: skipped {len(damaged)} job(s) with damaged files", file=sys.stderr)
     out = out or root / "report"
     out.mkdir(parents=True, exist_ok=True)
     configs = {job.path: read_config(job.path) for job in jobs}

@@ -1,7 +1,7 @@
-"""Entry point: ``python -m lth.train [overrides]`` runs one lottery; ``-m`` sweeps (``lth.run.job``).
+"""Entry point: ``python -m lth.train [overrides]`` runs one lottery; ``-m`` sweeps.
 
-The config is composed and checked before Lightning, W&B or plotting are imported, so ``--help``,
-``--cfg job`` and a config error come back fast.
+The config is composed and checked (``lth.run.cli``) before Lightning, W&B or plotting are imported,
+so ``--help``, ``--cfg job`` and a config error come back fast; the job itself is ``lth.run.job``.
 """
 
 from __future__ import annotations
@@ -12,29 +12,16 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lth.errors import ConfigError
-from lth.run.config import precheck
+from lth.run import cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> list[dict[str, Any]]:
-    from lth.run.console import quiet_third_party_noise
-    from lth.run.job import run
-
-    quiet_third_party_noise()
-    try:
-        return run(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
+    return cli.job(cfg)
 
 
 def main() -> None:
-    """Check every job of the command line first (one-line error, exit 2), then hand over to Hydra."""
-    problem = precheck(sys.argv[1:])
-    if problem:
-        print(problem, file=sys.stderr)
-        raise SystemExit(2)
+    sys.argv[1:] = cli.prepare(sys.argv[1:])
     hydra_main()
 
 

@@ -188,9 +188,9 @@ def test_x_ticks_at_every_level_thinned_only_where_labels_would_overlap(tmp_path
 def test_csv_numbers_rounded_jobs_in_natural_order_with_the_config_seed(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path / "sweep")
     noisy = record(0, 0.34599998593330383, 3)  # float32 accuracy as the jobs write it
-    (sweep / "0_init=winning_ticket,optim.lr=0.01,seed=0" / "results.jsonl").write_text(
-        json.dumps(noisy) + "\n"
-    )
+    job = sweep / "0_init=winning_ticket,optim.lr=0.01,seed=0"
+    (job / "results.jsonl").write_text(json.dumps(noisy) + "\n")
+    (job / "DONE").write_text(json.dumps({"status": "complete", "levels": 1}) + "\n")
     report(sweep)
     with (sweep / "report" / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))

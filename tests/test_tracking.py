@@ -100,7 +100,7 @@ def test_a_multirun_is_one_wandb_run_per_job_in_one_group_and_a_failing_job_fall
     for job in (jobs[0], jobs[2]):
         run_dir, run = offline_run(job)
         runs.append(run)
-        assert run.run.display_name == job.name.split("_", 1)[1]  # the job's overrides
+        assert run.run.display_name == job.name  # the job's directory: <num>_logger.offline=<value>
         assert run.run.job_type == "lottery"
         assert list(run.run.tags) == ["imp", "smoke"]
         assert_run_matches_results(job, run_dir, run)

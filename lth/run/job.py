@@ -46,6 +46,7 @@ from lth.run.console import LotteryProgressBar, print_results
 from lth.run.job_dir import RunDirectory
 from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
+from lth.run.readers import read_job_files
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -224,5 +225,5 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
-        return run_dir.read_records()
+        return read_job_files(run_dir.path)[0]
     return execute(build_job(cfg))

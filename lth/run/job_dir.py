@@ -26,6 +26,7 @@ from torch import Tensor
 from lth.errors import ConfigError
 from lth.files import atomic_write_text, save_tensors
 from lth.lottery.record import LevelRecord
+from lth.run.readers import read_records
 
 
 class RunDirectory:
@@ -103,9 +104,7 @@ class RunDirectory:
         atomic_write_text(self.done_file, json.dumps({"status": status, "levels": levels}) + "\n")
 
     def read_records(self) -> list[dict[str, Any]]:
-        if not self.results_file.exists():
-            return []
-        return [json.loads(line) for line in self.results_file.read_text().splitlines() if line]
+        return read_records(self.results_file)
 
     def load_masks(self, level: int) -> dict[str, Tensor]:
         return torch.load(self.level_dir(level) / "masks.pt", weights_only=True)

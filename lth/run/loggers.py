@@ -1,6 +1,6 @@
 """Experiment loggers: the W&B factory referenced from ``conf/logger/wandb.yaml`` and the lottery hooks.
 
-A W&B run is one job: grouped by its sweep, named by its overrides, with the resolved config as its
+A W&B run is one job: grouped by its sweep, named like its directory, with the resolved config as its
 config, per-step curves, one row per level on a ``level`` axis, and the results as a table. W&B is a
 convenience, never a dependency of the results: if it fails to start the job logs to CSV instead, and
 if it fails later the job goes on without it (both with a one-line warning).
@@ -22,6 +22,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
 from lth.lottery.record import SCALAR_FIELDS, LevelRecord
+from lth.run.naming import run_label
 
 log = logging.getLogger("lth")
 
@@ -94,9 +95,10 @@ def _hydra() -> Any:
 
 
 def run_name() -> str | None:
-    """The job's overrides (``prune.rate=0.2,optim.lr=0.01``) when running under Hydra."""
+    """The job's name under Hydra: its sweep directory's name (``3_optim.lr=0.01,prune.rate=0.2``), or
+    a single run's overrides."""
     hydra = _hydra()
-    return (hydra.job.override_dirname or None) if hydra else None
+    return run_label(hydra) if hydra else None
 
 
 def sweep_group() -> str | None:
@@ -242,7 +244,7 @@ def wandb_logger(
     """The W&B logger of a job; offline when ``offline`` is true, or ``auto`` and no credentials exist.
 
     ``group``, ``job_type`` and ``name`` default to the sweep directory, the ``experiment=`` preset
-    (else ``lottery``) and the job's overrides. The mode is passed to ``wandb.init`` rather than set
+    (else ``lottery``) and the job's name (``run_name``). The mode is passed to ``wandb.init`` rather than set
     process-wide (as ``WandbLogger(offline=True)`` does), so one job's mode never leaks into the next.
     """
     Path(save_dir).mkdir(parents=True, exist_ok=True)

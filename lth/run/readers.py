@@ -1,0 +1,74 @@
+"""Reading a job's ``results.jsonl`` and ``DONE`` back: damage from outside (a line cut short by a
+full disk, a copy that broke off, an edit) is one line naming the file and the line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lth.errors import ConfigError
+
+Shape = tuple[Callable[[Any], bool], str]
+RECORD_KEYS = ("level", "weights_remaining", "status")  # what every reader of a record relies on
+RECORD: Shape = (
+    lambda v: isinstance(v, dict) and all(k in v for k in RECORD_KEYS),
+    "not a JSON object with " + ", ".join(RECORD_KEYS),
+)
+DONE: Shape = (
+    lambda v: isinstance(v, dict) and isinstance(v.get("status"), str) and type(v.get("levels")) is int,
+    'not a JSON object {"status": <text>, "levels": <integer>}',
+)
+
+
+class DamagedFile(ConfigError):
+    """A job file that is not what lth wrote; ``lth.train`` prints it and exits 2."""
+
+
+def damaged(path: Path, line: int, what: str) -> DamagedFile:
+    """``lth: damaged file <path>, line <line>: <what>; ...`` with what to do about it."""
+    return DamagedFile(
+        f"lth: damaged file {path}, line {line}: {what}; restore it, or delete {path.parent} to run the job again"
+    )
+
+
+def _parse(path: Path, line: int, raw: bytes, shape: Shape) -> dict[str, Any]:
+    """``raw`` (from ``line`` of ``path`` on) as JSON of ``shape``."""
+    try:
+        value = json.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise damaged(path, line, "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise damaged(
+            path, line + exc.lineno - 1, f"not valid JSON ({exc.msg}: column {exc.colno})"
+        ) from None
+    ok, what = shape
+    if not ok(value):
+        raise damaged(path, line, what)
+    return value
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The per-level records of ``results.jsonl`` (none if it does not exist)."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    return [_parse(path, n, raw, RECORD) for n, raw in enumerate(lines, 1) if raw.strip()]
+
+
+def read_done(path: Path) -> dict[str, Any] | None:
+    """The contents of ``DONE`` (None if it does not exist)."""
+    return _parse(path, 1, path.read_bytes(), DONE) if path.exists() else None
+
+
+def read_job_files(job: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A job's records and ``DONE``; a finished job must have as many records as ``DONE`` says."""
+    records, done = read_records(job / "results.jsonl"), read_done(job / "DONE")
+    if done is not None and done["levels"] != len(records):
+        raise damaged(
+            job / "results.jsonl",
+            min(len(records), done["levels"]) + 1,
+            f"{len(records)} record(s), but {job / 'DONE'} counts {done['levels']} level(s)",
+        )
+    return records, done
