@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import math
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,6 +43,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from omegaconf import OmegaConf
 
 from lth.lottery.record import REPORT_METRICS as METRICS
+from lth.run.naming import natural_key
 from lth.run.readers import DamagedFile, read_job_files
 
 IGNORED_KEYS = ("seed",)
@@ -167,11 +167,6 @@ def aggregate(jobs: Sequence[Job], keys: Sequence[str]) -> list[Row]:
 
 def label(keys: Sequence[str], group: Sequence[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, group, strict=True)) or "all jobs"
-
-
-def natural_key(text: str) -> list[int | str]:
-    """Sort key ordering embedded numbers by value: ``2_x`` before ``10_x``."""
-    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
 
 
 # --- the jobs' configs: context for the titles, the seed of a job that did not sweep it -----------------

@@ -21,8 +21,9 @@ def hydra_main(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    sys.argv[1:] = cli.prepare(sys.argv[1:])
+    sys.argv[1:] = argv = cli.prepare(sys.argv[1:])
     hydra_main()
+    cli.summarize(argv)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,37 @@ function to another process (submitit) imports it there too.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
+from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
 from lth.errors import ConfigError
 from lth.run import naming  # noqa: F401  (registers the job-directory resolver)
 from lth.run.config import precheck
-from lth.run.resume import pinned_argv
+from lth.run.job_dir import RunDirectory
+from lth.run.resume import NO_JOB, is_rank_zero, pinned_argv
+
+
+def quiet_third_party_noise(verbose: bool = False) -> None:
+    """Keep the console to lth's own lines: Lightning's device lines, tips and hints, matplotlib's font
+    cache note, and wandb's banners, history and summary stay off unless ``verbose``
+    (``trainer.verbose=true``). Lightning's
+    advert for its LitLogger and the FutureWarning it triggers through torch's ``LeafSpec`` always go."""
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    rank_zero.addFilter(lambda record: "litlogger" not in record.getMessage())
+    for name in ("pytorch_lightning.utilities.rank_zero", "matplotlib"):  # device lines; font cache built
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings("default" if verbose else "ignore", message=r"The `srun` command is available")
+    os.environ["WANDB_SILENT"] = "false" if verbose else "true"
 
 
 def prepare(argv: list[str]) -> list[str]:
@@ -27,14 +49,27 @@ def prepare(argv: list[str]) -> list[str]:
     return pinned_argv(argv)
 
 
+def summarize(argv: list[str]) -> None:
+    """After a sweep: one table of all its jobs (name, levels, final weights and test accuracy, status)."""
+    args = get_args_parser().parse_args(argv)
+    sweep = [a.partition("=")[2] for a in argv if a.startswith("hydra.sweep.dir=")]
+    if not (args.multirun and sweep and is_rank_zero()) or any(getattr(args, a) for a in NO_JOB):
+        return
+    from rich.console import Console
+
+    from lth.run.console import sweep_table
+
+    Console().print(sweep_table(Path(sweep[-1])))
+
+
 def job(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run one job of the command line; a config error is its one line and exit code 2."""
-    from lth.run.console import quiet_third_party_noise
+    quiet_third_party_noise(bool(cfg.trainer.get("verbose", False)))  # before Lightning is imported
     from lth.run.job import run
 
-    quiet_third_party_noise()
     try:
         return run(cfg)
     except ConfigError as exc:
+        RunDirectory(cfg.paths.output_dir).discard_if_unused()
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None

@@ -124,6 +124,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.train.get("checkpoint_every") is not None:
         checks.append(("train.checkpoint_every", _int_in(1)))
     checks.append(("trainer.precision", _one_of(PRECISIONS)))
+    checks.append(("trainer.verbose", ((lambda v: isinstance(v, bool)), "true or false")))
     if "gradient_clip_val" in cfg.trainer:  # lth writes its optimizer steps out; Lightning clips none
         checks.append(("trainer.gradient_clip_val", ((lambda v: v is None), "null")))
     if "accumulate_grad_batches" in cfg.trainer:

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import logging
+import sys
 import time
-import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from rich.console import Console
 from rich.table import Table
 
 from lth.lottery import Lottery
 from lth.lottery.record import CONSOLE_FIELDS, LevelRecord
-
-
-def quiet_third_party_noise() -> None:
-    """Drop two messages every job would print: Lightning's advert for its LitLogger, and the
-    FutureWarning Lightning 2.6 triggers through torch's deprecated ``LeafSpec``."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
-    warnings.filterwarnings(
-        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
-    )
+from lth.run.naming import natural_key
+from lth.run.readers import DamagedFile, read_job_files
 
 
 def _percent(value: float | None, digits: int = 2) -> str:
@@ -51,40 +43,102 @@ def print_results(records: Sequence[LevelRecord], title: str | None = None) -> N
     Console().print(results_table(records, title))
 
 
+def sweep_table(sweep: Path) -> Table:
+    """One row per job of a sweep directory: its name, last level's weights and test accuracy, status."""
+    table = Table(title=f"sweep {sweep}")
+    for column in ("job", "levels", "weights %", "test acc %", "status"):
+        table.add_column(column, justify="left" if column in ("job", "status") else "right")
+    jobs = sorted((p.parent for p in sweep.glob("*/config.yaml")), key=lambda p: natural_key(p.name))
+    for job in jobs:
+        try:
+            records, done = read_job_files(job)
+        except DamagedFile as exc:
+            table.add_row(job.name, "-", "-", "-", str(exc))
+            continue
+        last = records[-1] if records else {}
+        status = done["status"] if done else "unfinished"
+        weights, accuracy = last.get("weights_remaining"), last.get("test_acc")
+        table.add_row(job.name, str(len(records)), _percent(weights, 1), _percent(accuracy), status)
+    return table
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
 class LotteryProgressBar(TQDMProgressBar):
-    """The training bar counts the steps of the current level: ``level 2/5, weights 64.0%``."""
+    """One bar per level, ``level 2/5, weights 64.0%``, counting the level's steps; its postfix shows the
+    job's progress over all levels and an ETA. A finished level's bar stays with its full count, its
+    time and the level's test accuracy."""
+
+    REDRAW_S = 0.1  # a redraw per step doubled the step time of a small model
 
     def __init__(self, lottery: Lottery) -> None:
         super().__init__()
         self.lottery = lottery
-        self._level = 0
+        self._level, self._drawn = 0, 0.0  # the level of the bar on screen, when it was last drawn
+        self._start: tuple[float, int] = (0.0, 0)  # wall time and global step when training started
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._label(pl_module)
+        self._start = (time.time(), trainer.global_step)
+
+    def init_train_tqdm(self) -> Tqdm:
+        """The bar of the current level, labelled from its first draw."""
+        self._level, self._drawn = self.lottery.state.level, 0.0
+        weights = self.lottery.network.remaining_total()
+        return Tqdm(
+            desc=f"level {self._level}/{self.lottery.levels}, weights {100 * weights:.1f}%",
+            total=self.lottery.state.level_steps,
+            position=2 * self.process_position,
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=self.BAR_FORMAT,
+        )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
         """The lottery is one endless epoch: the bar is per level, not per epoch."""
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if self.lottery.state.level != self._level:  # a new level: leave the finished bar on screen
-            self.train_progress_bar.close()
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
+        state = self.lottery.state
+        if state.level != self._level:  # the level ended with this batch: finish its bar, start the next
+            self._finish_bar()
             self.train_progress_bar = self.init_train_tqdm()
-            self._label(pl_module)
-        bar, step = self.train_progress_bar, trainer.global_step - self.lottery.state.level_start
+        bar, step = self.train_progress_bar, trainer.global_step - state.level_start
         if bar.disable:  # ranks other than zero
             return
-        # redraw at most every mininterval (a redraw per step doubled the step time)
-        if step == bar.total or time.monotonic() - bar.last_print_t >= bar.mininterval:
+        if self.lottery.finished:
+            self._finish_bar()
+        elif time.time() - self._drawn >= self.REDRAW_S:
+            self._drawn = time.time()
             bar.n = step
-            bar.set_postfix(self.get_metrics(trainer, pl_module))
+            bar.set_postfix_str(self._job_progress(trainer.global_step))
 
-    def _label(self, pl_module: pl.LightningModule) -> None:
-        self._level = self.lottery.state.level
-        weights = self.lottery.network.remaining_total()
-        self.train_progress_bar.reset(total=self.lottery.state.level_steps)
-        self.train_progress_bar.set_description(
-            f"level {self._level}/{self.lottery.levels}, weights {100 * weights:.1f}%"
-        )
+    def on_train_end(self, *_: Any) -> None:
+        if not self.train_progress_bar.disable and not self.lottery.finished:
+            self.train_progress_bar.close()  # interrupted: the bar stays where it was
+
+    def _finish_bar(self) -> None:
+        """Show the finished level's steps, time and test accuracy, and leave its bar on screen."""
+        bar = self.train_progress_bar
+        if bar.disable:
+            return
+        record = self.lottery.state.records[-1]
+        bar.n = record.steps
+        accuracy = f"test acc {_percent(record.test_acc)}%, " if record.test_acc is not None else ""
+        bar.set_postfix_str(accuracy + record.status, refresh=False)
+        bar.close()
+
+    def _job_progress(self, step: int) -> str:
+        """Steps of the whole job done (all levels at the current level's length) and the time left."""
+        total = (self.lottery.levels + 1) * self.lottery.state.level_steps
+        started, first = self._start
+        done = step - first
+        left = (time.time() - started) * (total - step) / done if done else None
+        eta = _duration(left) if left is not None else "?"
+        return f"job {100 * step / total:.0f}%, ETA {eta}"

@@ -52,6 +52,7 @@ from lth.seeds import derived_seed
 log = logging.getLogger("lth")
 
 TEACHER_KEYS = ("hidden", "teacher_weights")  # data=teacher_student keys that describe the teacher network
+LTH_TRAINER_KEYS = ("verbose",)  # keys of the trainer group that are lth's, not pytorch_lightning.Trainer's
 
 
 def choice(cfg: DictConfig, group: str) -> str:
@@ -174,7 +175,7 @@ def build_job(cfg: DictConfig) -> Job:
     )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
-        **cfg.trainer,
+        **{k: v for k, v in cfg.trainer.items() if k not in LTH_TRAINER_KEYS},
         max_steps=budget.max_steps(cfg.prune.levels),
         logger=instantiate(cfg.logger) if cfg.logger else False,
         callbacks=[

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,20 @@ class RunDirectory:
                 f"lth: invalid config: paths.output_dir={str(self.path)!r} holds a job with another config; "
                 "rerun with that job's config to resume it, or choose a new hydra.run.dir / hydra.sweep.dir"
             )
+
+    def discard_if_unused(self) -> None:
+        """Remove the directory when it holds only what Hydra put there (``.hydra/``, its log): a job
+        refused before training leaves no output directory, nor empty parents below the working one."""
+        if not self.path.is_dir() or any(
+            p.name != ".hydra" and p.suffix != ".log" for p in self.path.iterdir()
+        ):
+            return
+        shutil.rmtree(self.path)
+        cwd = Path.cwd().resolve()
+        for parent in self.path.resolve().parents:
+            if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
     def level_dir(self, level: int) -> Path:
         return self.path / "levels" / f"level_{level:02d}"

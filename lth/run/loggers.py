@@ -148,6 +148,7 @@ class LotteryWandbLogger(WandbLogger):
 
     def __init__(self, *, log_tickets: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous")  # Lightning always passes it; wandb warns that it has no effect
         self.log_tickets = log_tickets
         self.failed = False
         self._defined: set[str] = set()

@@ -76,6 +76,11 @@ def job_dir(num: int, overrides: Sequence[str], exclude: Collection[str], sweep_
     return job_name(num, overrides, exclude)
 
 
+def natural_key(text: str) -> list[int | str]:
+    """Sort key ordering embedded numbers by value: ``2_x`` before ``10_x``."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
+
+
 def run_label(hydra: DictConfig) -> str | None:
     """A job's readable name (W&B's run name): in a sweep its directory's name, in a single run its
     overrides as in ``describe`` (cut like a directory name); None without overrides."""
