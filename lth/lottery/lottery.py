@@ -129,6 +129,11 @@ class Lottery:
     def finished(self) -> bool:
         return self.state.status != "running"
 
+    @property
+    def rewinds(self) -> bool:
+        """Whether the survivors restart from a rewind point (``state.snapshot``) rather than theta_0."""
+        return self.restart.name == "rewind"
+
     # --- resuming ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = vars(self.state) | {"level_elapsed": self._level_wall_s()}
