@@ -2,6 +2,7 @@
 
 ```
 <output_dir>/config.yaml                 resolved config of the job
+<output_dir>/meta.json                   provenance: code, library versions, machine, command, times (lth.run.provenance)
 <output_dir>/results.jsonl               one JSON object per finished level
 <output_dir>/curves.jsonl                one JSON object per evaluation: level, step (within the level),
                                          train_loss, val_loss, val_acc, test_loss, test_acc (appended)
@@ -50,6 +51,10 @@ class RunDirectory:
     @property
     def done_file(self) -> Path:
         return self.path / "DONE"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.path / "meta.json"
 
     @property
     def init_file(self) -> Path:
