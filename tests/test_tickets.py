@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from datafiles import write_cifar, write_mnist
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import lth
+from lth.errors import ConfigError
 from lth.report import report
+from lth.run.config import CONF_DIR, precheck
 from lth.run.job import build_job, execute
 from lth.run.job_dir import RunDirectory
 from lth.run.provenance import PACKAGES, git_state
-from tests.conftest import ROOT, Crash, CrashAt
+from lth.seeds import derived_seed
+from tests.conftest import FAST, ROOT, Crash, CrashAt
 
 RESNET = ["model=resnet20", "data=digits", "train.steps=10", "train.eval_every=5", "train.batch_size=32"]
 
@@ -188,3 +193,245 @@ def test_report_lists_the_versions_and_warns_when_they_differ(
     assert f"- lth: {lth.__version__}\n" in summary and f"- numpy: {meta['versions']['numpy']}\n" in summary
     assert f"- **torch differs**:\n  - {torch.__version__}: `0_seed=0`\n  - 9.9.9: `1_seed=1`\n" in summary
     assert "- unknown (no readable meta.json): 1 job\n" in summary
+
+
+# --- init=ticket ------------------------------------------------------------------------------------
+
+
+def compose_job(output_dir: Path, data_root: Path, *overrides: str) -> DictConfig:
+    base = [f"paths.output_dir={output_dir}", f"data.root={data_root}", "logger=none", *FAST]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A finished default job (MLP on MNIST-1D, levels 0-2), the ticket source of the tests below."""
+    cfg = compose_job(tmp_path_factory.mktemp("source") / "job", data_root)
+    execute(build_job(cfg))
+    return Path(cfg.paths.output_dir)
+
+
+def ticket(path: Path, *more: str) -> list[str]:
+    return ["init=ticket", f"init.ticket.from={path}", *more]
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("wall_s", "ticket_source")}
+
+
+@pytest.mark.parametrize("init", [["init=winning_ticket"], ["init=rewind", "init.rewind_step=5"]])
+def test_a_reloaded_ticket_repeats_its_source_exactly(
+    init: list[str], make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """The level-1 ticket of a 3-level job, trained under the job's own config with one more pruning event,
+    repeats the job's levels 1 and 2: records, masks, full states, bit for bit on the CPU."""
+    cfg = make_cfg(*init)
+    cfg.paths.output_dir = str(tmp_path / "source")
+    execute(build_job(cfg))
+    ticket_cfg = make_cfg(*ticket(tmp_path / "source", "init.ticket.level=1"), "prune.levels=1")
+    job = build_job(ticket_cfg)
+    records = execute(job)
+    original, again = RunDirectory(tmp_path / "source"), RunDirectory(ticket_cfg.paths.output_dir)
+    assert [r["level"] for r in records] == [1, 2]
+    assert [comparable(r) for r in records] == [comparable(r) for r in original.read_records()[1:]]
+    for level in (1, 2):
+        assert_states_equal(again.load_masks(level), original.load_masks(level))
+        assert_states_equal(again.load_state(level), original.load_state(level))
+    assert_states_equal(load(again.init_file), load(original.init_file))
+    assert again.rewind_file.exists() == original.rewind_file.exists() == (init[0] == "init=rewind")
+    if original.rewind_file.exists():
+        assert_states_equal(load(again.rewind_file), load(original.rewind_file))
+    meta = json.loads((tmp_path / "source" / "meta.json").read_text())
+    assert records[0]["ticket_source"] == {
+        "directory": str(tmp_path / "source"),
+        "level": 1,
+        "weights_remaining": original.read_records()[1]["weights_remaining"],
+        "git_commit": meta["git_commit"],
+        "git_dirty": meta["git_dirty"],
+        "data_step": 30,  # level 1 of the source trained steps 31-60 of its data stream
+    }
+    assert records[1]["ticket_source"] == records[0]["ticket_source"]
+
+
+def test_a_ticket_found_on_fashion_mnist_trains_on_mnist(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    write_mnist(tmp_path / "fashion", train=300, test=100, seed=1)
+    write_mnist(tmp_path / "mnist", train=300, test=100, seed=2)
+    small = ["data.val_size=50", "train.steps=20", "prune.levels=1"]
+    found = make_cfg("data=fashion_mnist", f"data.root={tmp_path / 'fashion'}", *small)
+    found.paths.output_dir = str(tmp_path / "found")
+    execute(build_job(found))
+    cfg = make_cfg(
+        "data=mnist", f"data.root={tmp_path / 'mnist'}", *small, *ticket(tmp_path / "found"), "prune.levels=0"
+    )
+    job = build_job(cfg)
+    (record,) = execute(job)  # prune.levels=0: the ticket (of the last level, 1) trained once
+    source = RunDirectory(tmp_path / "found")
+    assert record["level"] == 1 and record["status"] == "ok" and record["ticket_source"]["level"] == 1
+    assert record["weights_remaining"] == source.read_records()[1]["weights_remaining"]
+    assert_states_equal(RunDirectory(cfg.paths.output_dir).load_masks(1), source.load_masks(1))
+    assert_states_equal(job.lottery.state.theta_0, load(source.init_file))
+    assert record["test_acc"] != source.read_records()[1]["test_acc"]  # another dataset
+
+
+def test_output_layer_reinit_transfers_every_other_tensor_to_another_class_count(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    write_cifar(tmp_path / "data", classes=10, per_batch=20, test=20)
+    write_cifar(tmp_path / "data", classes=100, per_batch=20, test=20)
+    small = [f"data.root={tmp_path / 'data'}", "data.val_size=20", "data.augment=false", "train.steps=10"]
+    found = make_cfg("data=cifar10", *small, "prune.levels=1")
+    found.paths.output_dir = str(tmp_path / "found")
+    execute(build_job(found))
+    kept = refusal(make_cfg, "data=cifar100", *small, *ticket(tmp_path / "found"))
+    assert kept == (
+        f"lth: invalid config: init.ticket.from='{tmp_path / 'found'}': tensor fc3.weight is (10, 100) in the "
+        "ticket's init.pt and (100, 100) in this job's model; allowed: the same tensors and shapes "
+        "(init.ticket.output_layer=reinit draws the output layer fresh)"
+    )
+    cfg = make_cfg("data=cifar100", *small, *ticket(tmp_path / "found"), "init.ticket.output_layer=reinit")
+    job = build_job(cfg)
+    records = execute(job)
+    assert [(r["level"], r["status"]) for r in records] == [(1, "ok"), (2, "ok"), (3, "ok")]
+    theta_0, source = job.lottery.state.theta_0, RunDirectory(tmp_path / "found")
+    found_init, found_masks = load(source.init_file), source.load_masks(1)
+    own = job.lottery.fresh_state(derived_seed(cfg.seed, "model"))  # this job's model as drawn
+    assert theta_0["fc3.weight"].shape == (100, 100) and found_init["fc3.weight"].shape == (10, 100)
+    assert torch.equal(theta_0["fc3.weight"], own["fc3.weight"]) and torch.equal(
+        theta_0["fc3.bias"], own["fc3.bias"]
+    )
+    for name in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
+        assert torch.equal(theta_0[name], found_init[name]), name
+    masks = RunDirectory(cfg.paths.output_dir).load_masks(1)
+    assert torch.equal(masks["fc1.weight"], found_masks["fc1.weight"]) and bool(masks["fc3.weight"].all())
+    assert torch.equal(masks["fc2.weight"], found_masks["fc2.weight"])
+
+
+def refusal(make_cfg: Callable[..., DictConfig], *args: str) -> str:
+    """The one-line error of a job of ``args``: from the pre-run check, else from building the job."""
+    message = precheck(list(args))
+    if message is None:
+        with pytest.raises(ConfigError) as caught:
+            build_job(make_cfg(*args))
+        message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def edited_copy(source: Path, to: Path, edit: Callable[[Path], None]) -> Path:
+    shutil.copytree(source, to)
+    edit(to)
+    return to
+
+
+def edit_tensors(file: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(job: Path) -> None:
+        tensors = load(job / file)
+        change(tensors)
+        torch.save(tensors, job / file)
+
+    return edit
+
+
+def edit_config(old: str, new: str) -> Callable[[Path], None]:
+    def edit(job: Path) -> None:
+        (job / "config.yaml").write_text((job / "config.yaml").read_text().replace(old, new))
+
+    return edit
+
+
+REFUSED_SOURCES = {  # an edit of a copy of the source -> what the refusal says
+    "unfinished": (
+        lambda job: (job / "DONE").unlink(),
+        "{job} is unfinished (no DONE); allowed: the directory",
+    ),
+    "not a job": (lambda job: (job / "config.yaml").unlink(), "{job} holds no lth job (no config.yaml)"),
+    "reinit": (
+        edit_config("name: winning_ticket", "name: reinit"),
+        "its init=reinit restarts levels from weights it does not store; allowed: a job run with "
+        "init=winning_ticket, rewind, random_prune, ticket",
+    ),
+    "no weights": (
+        lambda job: [
+            (job / "init.pt").unlink(),
+            edit_config("save_weights: true", "save_weights: false")(job),
+        ],
+        "{job}/init.pt is missing (it ran with results.save_weights=false)",
+    ),
+    "missing tensor": (
+        edit_tensors("init.pt", lambda t: t.pop("fc2.bias")),
+        "tensor fc2.bias is absent in the ticket's init.pt and (100,) in this job's model; allowed: the same "
+        "tensors and shapes",
+    ),
+    "extra tensor": (
+        edit_tensors("init.pt", lambda t: t.update(extra=torch.zeros(3))),
+        "tensor extra is (3,) in the ticket's init.pt and absent in this job's model",
+    ),
+    "damaged": (
+        lambda job: (job / "init.pt").write_bytes(b"not torch"),
+        "lth: damaged file {job}/init.pt: not a tensor file lth wrote (",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_SOURCES))
+def test_a_source_that_holds_no_usable_ticket_is_refused_in_one_line(
+    case: str, source: Path, make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    edit, expected = REFUSED_SOURCES[case]
+    job = edited_copy(source, tmp_path / "copy", edit)
+    assert expected.format(job=job) in refusal(make_cfg, *ticket(job))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["init.ticket.level=7"],
+            "lth: invalid config: init.ticket.level=7; allowed: a level of {job}: 0, 1, 2",
+        ),
+        (
+            ["model.hidden=[10]"],
+            'its model is {{"_target_": "lth.models.MLP", "hidden": [100, 100]}}, this job\'s '
+            '{{"_target_": "lth.models.MLP", "hidden": [10]}}; allowed: a job of this model',
+        ),
+        (
+            ["data=digits"],
+            "tensor fc1.weight is (100, 40) in the ticket's init.pt and (100, 64) in this job's model",
+        ),
+        (
+            ["prune.exclude=[fc1.weight]"],
+            "tensor fc1.weight is pruned in the ticket but not in this job (prune.exclude); allowed: the tensors "
+            "the ticket prunes: fc1.weight, fc2.weight, fc3.weight",
+        ),
+        (["prune=snip"], "prune.at_init='snip'; allowed: null with init=ticket"),
+        (["init.ticket.output_layer=drop"], "init.ticket.output_layer='drop'; allowed: one of keep, reinit"),
+    ],
+    ids=["level", "model", "input shape", "pruned tensors", "at init", "output layer"],
+)
+def test_a_ticket_that_does_not_fit_this_job_is_refused_in_one_line(
+    args: list[str], expected: str, source: Path, make_cfg: Callable[..., DictConfig]
+) -> None:
+    assert expected.format(job=source) in refusal(make_cfg, *ticket(source), *args)
+
+
+def test_init_ticket_needs_a_source() -> None:
+    assert precheck(["init=ticket"]) == (
+        "lth: invalid config: init.ticket.from=None; allowed: the directory of a finished lth job"
+    )
+
+
+@pytest.mark.parametrize("when", ["before the job starts", "once the model is built"])
+def test_the_cli_refuses_a_ticket_with_exit_2_and_writes_nothing(
+    when: str, source: Path, lth_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    more = ["init.ticket.level=9"] if when == "before the job starts" else ["data=digits"]
+    proc = lth_cli(*ticket(source), *more, "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert [line for line in proc.stderr.splitlines() if line.startswith("lth: ")] == [proc.stderr.strip()]
+    written = {p.name for p in (tmp_path / "run").iterdir()} if (tmp_path / "run").exists() else set()
+    assert not written & {"results.jsonl", "meta.json", "DONE", "init.pt", "config.yaml"}
+    if when == "before the job starts":
+        assert not (tmp_path / "run").exists()

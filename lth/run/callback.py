@@ -56,7 +56,7 @@ class PruningCallback(pl.Callback):
         self.lottery.load_state_dict(state_dict)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        first = self.lottery.state.level == 0 and not self.lottery.state.evals
+        first = not self.lottery.state.records and not self.lottery.state.evals
         self.lottery.start(TrainerRanks(trainer))
         self._save_start_points(trainer)
         self._start_level(trainer, pl_module, log_ticket=first)

@@ -86,5 +86,5 @@ class LotteryProgressBar(TQDMProgressBar):
         weights = self.lottery.network.remaining_total()
         self.train_progress_bar.reset(total=self.lottery.state.level_steps)
         self.train_progress_bar.set_description(
-            f"level {self._level}/{self.lottery.levels}, weights {100 * weights:.1f}%"
+            f"level {self._level}/{self.lottery.last_level}, weights {100 * weights:.1f}%"
         )

@@ -49,6 +49,7 @@ from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
+from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -154,6 +155,9 @@ def build_job(cfg: DictConfig) -> Job:
     check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
+    ticket, data_step = load_ticket(cfg, model, prunable) if cfg.init.name == "ticket" else (None, 0)
+    datamodule.first_step = data_step
+
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.prune.get("learned"):
         network: MaskedNetwork = LearnedSupermask(model, prunable, derived_seed(cfg.seed, "supermask"))
@@ -175,6 +179,7 @@ def build_job(cfg: DictConfig) -> Job:
         evaluate=module.evaluate,
         batch_size=cfg.train.batch_size,
         analyses=level_analyses(datamodule),
+        ticket=ticket,
     )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
