@@ -254,6 +254,25 @@ def test_a_reloaded_ticket_repeats_its_source_exactly(
     assert records[1]["ticket_source"] == records[0]["ticket_source"]
 
 
+def test_a_ticket_job_killed_and_resumed_ends_as_an_uninterrupted_one(
+    source: Path, make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = make_cfg(*ticket(source), "prune.levels=1", "train.checkpoint_every=10")
+    job = build_job(cfg)
+    job.trainer.callbacks.append(CrashAt(45))  # in level 3 (the ticket's level 2, then one more event)
+    with pytest.raises(Crash):
+        execute(job)
+    resumed = execute(build_job(cfg))
+    cfg.paths.output_dir = str(tmp_path / "uninterrupted")
+    uninterrupted = execute(build_job(cfg))
+    assert [comparable(r) for r in resumed] == [comparable(r) for r in uninterrupted]
+    assert [r["level"] for r in resumed] == [2, 3] and resumed[0]["ticket_source"]["data_step"] == 60
+    a, b = RunDirectory(tmp_path / "run"), RunDirectory(tmp_path / "uninterrupted")
+    for level in (2, 3):
+        assert_states_equal(a.load_masks(level), b.load_masks(level))
+        assert_states_equal(a.load_state(level), b.load_state(level))
+
+
 def test_a_ticket_found_on_fashion_mnist_trains_on_mnist(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

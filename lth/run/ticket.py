@@ -78,9 +78,11 @@ def ticket_source(cfg: DictConfig) -> TicketSource:
         raise refuse(f"{path} holds no lth job (no config.yaml)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise refuse(f"{path / 'config.yaml'} is unreadable ({type(exc).__name__})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "init" not in config:
+        raise refuse(f"{path / 'config.yaml'} is not the config of an lth job")
     records, done = read_job_files(path)
-    if done is None:
-        raise refuse(f"{path} is unfinished (no DONE)")
+    if done is None or not records:
+        raise refuse(f"{path} is unfinished (no DONE)" if done is None else f"{path} recorded no level")
     levels = [record["level"] for record in records]
     level = cfg.init.ticket.get("level")
     level = levels[-1] if level is None else level
@@ -91,7 +93,7 @@ def ticket_source(cfg: DictConfig) -> TicketSource:
         raise refuse(
             f"its model is {json.dumps(theirs)}, this job's {json.dumps(ours)}", "a job of this model"
         )
-    restart = config["init"]["name"]
+    restart = config["init"].get("name")
     if restart not in SOURCE_RESTARTS:
         raise refuse(
             f"its init={restart} restarts levels from weights it does not store",
