@@ -89,6 +89,7 @@ def fit_ticket(ticket: Ticket, model: nn.Module, prunable: list[str], output: st
             f"lth: invalid config: {key}: tensor {name} is pruned in {where} (prune.exclude); allowed: the "
             f"tensors the ticket prunes: {', '.join(theirs)}"
         )
+    _check_shapes(key, "masks.pt", {n: ticket.masks[n] for n in pruned}, {n: state[n] for n in pruned}, last)
 
     def transplant(source: State | None) -> State | None:
         return None if source is None else {k: state[k] if k in fresh else source[k] for k in state}

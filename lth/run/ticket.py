@@ -78,7 +78,7 @@ def ticket_source(cfg: DictConfig) -> TicketSource:
         raise refuse(f"{path} holds no lth job (no config.yaml)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise refuse(f"{path / 'config.yaml'} is unreadable ({type(exc).__name__})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "init" not in config:
+    if not (isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in ("model", "init"))):
         raise refuse(f"{path / 'config.yaml'} is not the config of an lth job")
     records, done = read_job_files(path)
     if done is None or not records:
