@@ -39,10 +39,12 @@ def digest(path: Path) -> str:
 
 
 def fingerprint(run: Path) -> dict:
-    """Everything a job wrote that must not change: its records (less wall time), masks, weights, DONE."""
+    """Everything a job wrote that must not change: its records (less wall time and the analyses, which
+    came after the reference), masks, weights, DONE."""
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     for record in records:
         record.pop("wall_s")
+        record.pop("analysis", None)
     files = {str(p.relative_to(run)): digest(p) for p in sorted(run.glob("levels/*/*.pt"))}
     return {
         "torch": torch.__version__,

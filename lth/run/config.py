@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lth.analysis.suite import ANALYSES, KNOB_CHECKS
 from lth.data.download import is_file_name
 from lth.errors import ConfigError, invalid
 from lth.lottery.at_init import SALIENCIES
@@ -173,12 +175,37 @@ def check_config(cfg: DictConfig) -> None:
             ("logger.tags", ((lambda v: isinstance(v, ListConfig)), "a list of tags, e.g. [imp,mnist1d]")),
             ("logger.log_tickets", ((lambda v: isinstance(v, bool)), "true or false")),
         ]
+    checks += analysis_checks(cfg)
     if "teacher_seed" in cfg.data:
         checks += teacher_student_checks(cfg)
     elif "teacher_hidden" in cfg.model:
         _fail("model", "student", "model=student only with data=teacher_student")
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
+
+
+def analysis_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
+    """Checks of ``analysis`` (names) and ``analysis_cfg.<name>.<knob>`` (known knobs, their values)."""
+    names = _one_of(ANALYSES)[1].removeprefix("one of ")
+    checks = [
+        (
+            "analysis",
+            (
+                (lambda v: v is None or (isinstance(v, ListConfig) and all(n in ANALYSES for n in v))),
+                f"a list of analyses from: {names}",
+            ),
+        )
+    ]
+    knobs = cfg.get("analysis_cfg") or {}
+    for name in knobs:
+        if name not in ANALYSES:
+            _fail("analysis_cfg", name, f"analyses from: {names}")
+        known = [p for p in inspect.signature(ANALYSES[name]).parameters if p != "level"]
+        for knob in knobs[name] or {}:
+            if knob not in known:
+                _fail(f"analysis_cfg.{name}", knob, "knobs " + (", ".join(known) or "none"))
+            checks.append((f"analysis_cfg.{name}.{knob}", KNOB_CHECKS[name, knob]))
+    return checks
 
 
 def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:

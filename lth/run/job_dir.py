@@ -8,6 +8,7 @@
 <output_dir>/levels/level_NN/masks.pt    masks the level trained with (bool tensors, plain names)
 <output_dir>/levels/level_NN/weights.pt  prunable weights at the end of the level
 <output_dir>/levels/level_NN/<analysis>.pt  tensors of a per-level analysis (e.g. specialisation.pt)
+<output_dir>/levels/level_NN/analysis/<name>.pt  tensors of an analysis of ``analysis=[...]`` (if any)
 <output_dir>/DONE                        written last: {"status": ..., "levels": ...}
 ```
 """
@@ -113,7 +114,8 @@ class RunDirectory:
         if weights is not None:
             save_tensors(self.level_dir(level) / "weights.pt", weights)
         for name, tensors in (analyses or {}).items():
-            save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
+            if tensors:
+                save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
 
     def mark_done(self, status: str, levels: int) -> None:
         atomic_write_text(self.done_file, json.dumps({"status": status, "levels": levels}) + "\n")
