@@ -12,11 +12,16 @@ import torch
 from omegaconf import DictConfig
 from scipy import stats
 
+from lth.analysis.clustering import cluster_angles, clustering
 from lth.analysis.distance import distance
+from lth.analysis.esd import eigenvalues, esd, power_law_fit
 from lth.analysis.level import Level
 from lth.analysis.mask_overlap import jaccard, mask_overlap
 from lth.analysis.node_distribution import empty_probability, gini, node_distribution, spread
+from lth.analysis.units import ablated_accuracies, units
+from lth.analysis.update_spectrum import update_spectrum
 from lth.errors import ConfigError
+from lth.models import MLP, ConvNet
 from lth.run.config import check_config
 
 
@@ -126,3 +131,114 @@ def test_analysis_config_errors_are_one_line(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_config(make_cfg(override))
+
+
+def test_a_rank_r_update_has_r_singular_values_and_its_top_r_projection_keeps_the_accuracy() -> None:
+    torch.manual_seed(0)
+    model = MLP((6,), 3, hidden=[8])
+    theta_0 = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # a rank-2 update of fc1, a rank-1 update of fc2
+        model.fc1.weight += torch.randn(8, 2) @ torch.randn(2, 6)
+        model.fc2.weight += torch.randn(3, 1) @ torch.randn(1, 8)
+    x = torch.randn(500, 6)
+    y = model(x).argmax(1)
+    y[:100] = (y[:100] + 1) % 3  # 80% accuracy, so a change in the network shows
+    weights = {n: model.get_parameter(n).detach() for n in ("fc1.weight", "fc2.weight")}
+    level = level_of(weights, theta_0, model=model, data=(x, y))
+    summary, tensors = update_spectrum(level, ks=(1, 2))
+    assert (tensors["fc1.singular_values"] > 1e-5).sum() == 2
+    assert (tensors["fc2.singular_values"] > 1e-5).sum() == 1
+    assert summary["fc1"]["rank90"] <= 2 and summary["fc2"]["effective_rank"] == pytest.approx(1.0, abs=1e-6)
+    assert summary["fc1"]["residual_norm"]["2"] < 1e-5 < summary["fc1"]["residual_norm"]["1"]
+    assert summary["acc"] == pytest.approx(0.8)
+    assert summary["projected_acc"]["2"] == summary["acc"]
+    assert summary["projected_acc"]["1"] != summary["acc"]  # one of fc1's two directions is not enough
+    assert model.training  # the model's mode is restored
+
+
+def test_the_update_spectrum_without_the_model_keeps_the_singular_values_only() -> None:
+    weights = {"w": torch.eye(3)}
+    summary, tensors = update_spectrum(level_of(weights, {"w": torch.zeros(3, 3)}), ks=(1,))
+    assert summary == {"w": {"effective_rank": pytest.approx(3.0), "rank90": 3, "residual_norm": {"1": 1.0}}}
+    assert tensors["w.singular_values"].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0, 4.0])
+def test_the_power_law_fit_recovers_alpha_and_xmin_of_a_synthetic_tail(alpha: float) -> None:
+    rng = np.random.default_rng(int(alpha))
+    tail = (1 - rng.random(2000)) ** (-1 / (alpha - 1))  # Pareto: density ~ x^-alpha above xmin = 1
+    bulk = rng.uniform(0.05, 1.0, 3000)  # a bulk below xmin that the fit must leave out
+    fit = power_law_fit(np.concatenate([bulk, tail]))
+    assert fit["alpha"] == pytest.approx(alpha, abs=0.15)
+    assert 0.9 <= fit["xmin"] <= 2.0 and fit["ks_distance"] < 0.05
+
+
+def test_the_esd_of_a_conv_layer_pools_its_slices_eigenvalues() -> None:
+    weight = torch.randn(8, 4, 3, 3)
+    values = eigenvalues(weight)
+    assert values.shape == (9 * 4,)
+    assert values.sum().item() == pytest.approx(weight.pow(2).sum().item(), rel=1e-6)  # trace = ||W||_F^2
+    summary, tensors = esd(level_of({"c.weight": weight}, {"c.weight": weight}))
+    assert summary["c"]["tail"] >= 10 and summary["c"]["alpha"] == summary["c"]["alpha_init"]
+    assert tensors["c.eigenvalues"].shape == (36,)
+
+
+def test_k_means_recovers_the_directions_vectors_were_built_around() -> None:
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.linalg.qr(torch.randn(20, 4, generator=generator))[0].T  # 4 orthonormal directions
+    scales = torch.rand(200, 1, generator=generator) + 0.5
+    vectors = scales * directions.repeat(50, 1) + 0.01 * torch.randn(200, 20, generator=generator)
+    angles, centres = cluster_angles(vectors, 4, seed=0)
+    assert (centres.float() @ directions.T).max(0).values.min() > 0.99  # every direction found
+    assert angles.mean() < 5.0 and angles.max() < 15.0
+    random_angles, _ = cluster_angles(torch.randn(200, 20, generator=generator), 4, seed=0)
+    assert random_angles.mean() > 45.0  # random vectors in 20 dimensions cluster badly
+    summary, _ = clustering(level_of({"fc.weight": vectors}, {"fc.weight": torch.randn(200, 20)}), k=4)
+    assert summary["fc"]["within_15"] == 1.0 and summary["fc"]["within_15_init"] == 0.0
+
+
+def twin_network() -> tuple[MLP, torch.Tensor, torch.Tensor]:
+    """Hidden units 0 and 1 are copies (relu(x1)), unit 2 is relu(x2); class 0 iff h0 + h1 > h2. On
+    points of quadrants II and IV only one side is active, so halving the twins' sum changes nothing."""
+    model = MLP((2,), 2, hidden=[3])
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+        model.fc2.weight.copy_(torch.tensor([[1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]))
+        model.fc1.bias.zero_()
+        model.fc2.bias.zero_()
+    x = torch.rand(400, 2) + 0.1
+    x[:200, 1] *= -1  # quadrant IV: class 0
+    x[200:, 0] *= -1  # quadrant II: class 1
+    return model, x, torch.tensor([0] * 200 + [1] * 200)
+
+
+def test_duplicated_units_correlate_at_one_and_each_is_removable_while_its_twin_remains() -> None:
+    model, x, y = twin_network()
+    weights = {n: model.get_parameter(n).detach() for n in ("fc1.weight", "fc2.weight")}
+    summary, tensors = units(level_of(weights, dict(model.state_dict()), model=model, data=(x, y)))
+    assert tensors["fc1.corr"][0, 1] == pytest.approx(1.0)
+    assert tensors["fc1.drop"].tolist() == pytest.approx([0.0, 0.0, 0.5])
+    assert summary["fc1"] | {"mean_drop": 0} == {
+        "units": 3,
+        "dead": 0,
+        "repeated": 2,
+        "clusters": 1,
+        "removable": 2,
+        "mean_drop": 0,
+        "max_drop": pytest.approx(0.5),
+        "acc": 1.0,
+    }
+
+
+def test_batched_ablations_equal_one_forward_pass_per_unit() -> None:
+    torch.manual_seed(1)
+    model = ConvNet((1, 8, 8), 4, plan=[6, "M"], hidden=[5])
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 4, (64,))
+    relu = model.features.relu1
+    batched_result = ablated_accuracies(model, relu, x, y, 6)
+    for unit in range(6):
+        handle = relu.register_forward_hook(
+            lambda _m, _i, out, unit=unit: out.index_fill(1, torch.tensor([unit]), 0)
+        )
+        assert batched_result[unit] == (model(x).argmax(1) == y).double().mean()
+        handle.remove()

@@ -20,7 +20,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.analysis.suite import ANALYSES, KNOB_CHECKS
+from lth.analysis.suite import ANALYSES, KNOB_CHECKS, NEEDS_MODEL
 from lth.data.download import is_file_name
 from lth.errors import ConfigError, invalid
 from lth.lottery.at_init import SALIENCIES
@@ -240,7 +240,11 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
         checks.append(("data.retrain_teacher_seed", _int_in(0)))
     if "width_multiplier" in cfg.model:
         checks.append(("model.width_multiplier", POSITIVE))
-    return checks
+    regression = (
+        lambda v: not set(v or []) & set(NEEDS_MODEL),
+        "analyses without " + ", ".join(NEEDS_MODEL) + " (they measure accuracy) with data=teacher_student",
+    )
+    return [*checks, ("analysis", regression)]
 
 
 def check_tensor_names(cfg: DictConfig, prunable: list[str]) -> None:
