@@ -113,7 +113,11 @@ class RunDirectory:
         save_tensors(self.level_dir(level) / "masks.pt", masks)
         if weights is not None:
             save_tensors(self.level_dir(level) / "weights.pt", weights)
-        for name, tensors in (analyses or {}).items():
+        self.save_level_tensors(level, analyses or {})
+
+    def save_level_tensors(self, level: int, analyses: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Each analysis's tensors as ``levels/level_NN/<name>.pt`` (none for an analysis without)."""
+        for name, tensors in analyses.items():
             if tensors:
                 save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
 
