@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from scipy import stats
 
@@ -18,11 +19,14 @@ from lth.analysis.esd import eigenvalues, esd, power_law_fit
 from lth.analysis.level import Level
 from lth.analysis.mask_overlap import jaccard, mask_overlap
 from lth.analysis.node_distribution import empty_probability, gini, node_distribution, spread
+from lth.analysis.suite import ANALYSES
 from lth.analysis.units import ablated_accuracies, units
 from lth.analysis.update_spectrum import update_spectrum
+from lth.data.memory import noisy_labels
 from lth.errors import ConfigError
-from lth.models import MLP, ConvNet
-from lth.run.config import check_config
+from lth.models import MLP, ConvNet, ResNet
+from lth.run.config import CONF_DIR, check_config, precheck, sweep_jobs
+from lth.run.job import build_datamodule
 
 
 def level_of(weights: dict[str, torch.Tensor], theta_0: dict[str, torch.Tensor], **more: object) -> Level:
@@ -242,3 +246,39 @@ def test_batched_ablations_equal_one_forward_pass_per_unit() -> None:
         )
         assert batched_result[unit] == (model(x).argmax(1) == y).double().mean()
         handle.remove()
+
+
+def test_label_noise_replaces_the_right_fraction_seeded_and_leaves_val_and_test_alone(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    clean = build_datamodule(make_cfg())
+    noisy = build_datamodule(make_cfg("data.label_noise=0.4"))
+    again = build_datamodule(make_cfg("data.label_noise=0.4"))
+    other = build_datamodule(make_cfg("data.label_noise=0.4", "seed=1"))
+    y, y_noisy = clean.split("train")[1], noisy.split("train")[1]
+    changed = (y != y_noisy).double().mean().item()
+    assert changed == pytest.approx(0.4 * (1 - 1 / 10), abs=0.03)  # a random label is the true one 1 in 10
+    assert torch.equal(y_noisy, again.split("train")[1]) and not torch.equal(y_noisy, other.split("train")[1])
+    for split in ("val", "test"):
+        assert torch.equal(clean.split(split)[1], noisy.split(split)[1])
+    assert torch.equal(
+        noisy_labels(y, 1.0, 10, 0).bincount(minlength=10) > 0, torch.ones(10, dtype=torch.bool)
+    )
+
+
+def test_every_mlp_and_conv_model_scales_its_widths() -> None:
+    assert MLP((40,), 10, [100, 100], width_multiplier=0.25).fc2.weight.shape == (25, 25)
+    conv = ConvNet((1, 28, 28), 10, plan=[64, "M"], hidden=[256], width_multiplier=2)
+    assert conv.features.conv1.weight.shape[0] == 128 and conv.classifier.fc2.weight.shape == (10, 512)
+    assert ResNet((3, 32, 32), 10, width_multiplier=0.5).conv.weight.shape[0] == 8
+
+
+def test_the_redundancy_width_preset_sweeps_six_widths_with_every_analysis() -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        jobs = sweep_jobs(["experiment=redundancy_width"])
+        cfg = compose("config", overrides=jobs[0])
+    assert [o for job in jobs for o in job if o.startswith("model.width")] == [
+        f"model.width_multiplier={w}" for w in ("0.25", "0.5", "1", "2", "4", "8")
+    ]
+    assert set(cfg.analysis) == set(ANALYSES)
+    assert precheck(["-m", "experiment=redundancy_width"]) is None

@@ -157,6 +157,9 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:
         checks.append(("model.init", _one_of(INITIALIZERS)))
+    if "width_multiplier" in cfg.model:
+        checks.append(("model.width_multiplier", POSITIVE))
+    checks.append(("data.label_noise", ((lambda v: _is_number(v) and 0 <= v <= 1), "a number in [0, 1]")))
     if "depth" in cfg.model:
         depth_ok = (
             (lambda v: _is_int(v) and v >= 8 and (v - 2) % 6 == 0),
@@ -224,6 +227,7 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
             ),
         ),
         ("data.teacher_weights", _one_of(TEACHER_WEIGHTS)),
+        ("data.label_noise", ((lambda v: v == 0), "0 with data=teacher_student (regression targets)")),
         ("data.teacher_seed", _int_in(0)),
         ("data.sigma", POSITIVE),
         (
@@ -238,8 +242,6 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
     ]
     if cfg.data.get("retrain_teacher_seed") is not None:
         checks.append(("data.retrain_teacher_seed", _int_in(0)))
-    if "width_multiplier" in cfg.model:
-        checks.append(("model.width_multiplier", POSITIVE))
     regression = (
         lambda v: not set(v or []) & set(NEEDS_MODEL),
         "analyses without " + ", ".join(NEEDS_MODEL) + " (they measure accuracy) with data=teacher_student",

@@ -55,6 +55,7 @@ from lth.seeds import derived_seed
 log = logging.getLogger("lth")
 
 TEACHER_KEYS = ("hidden", "teacher_weights")  # data=teacher_student keys that describe the teacher network
+LTH_DATA_KEYS = ("label_noise",)  # keys of the data group that lth applies, not the datamodule's constructor
 LTH_TRAINER_KEYS = ("verbose",)  # keys of the trainer group that are lth's, not pytorch_lightning.Trainer's
 
 
@@ -73,9 +74,11 @@ def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
             make_teacher, data.input_dim, list(data.hidden), data.output_dim, data.teacher_weights
         )
         data = OmegaConf.masked_copy(data, [k for k in data if k not in TEACHER_KEYS])
+    data = OmegaConf.masked_copy(data, [k for k in data if k not in LTH_DATA_KEYS])
     datamodule: InMemoryDataModule = instantiate(
         data, batch_size=cfg.train.batch_size, seed=cfg.seed, **extra
     )
+    datamodule.label_noise = cfg.data.get("label_noise", 0.0)
     datamodule.setup()
     return datamodule
 
