@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from lth.analyze import main
+from lth.report import report
 from lth.run.job import build_job, execute
 
 WEIGHTS_ONLY = "analysis=[distance,node_distribution,mask_overlap,esd,clustering]"
@@ -50,3 +51,8 @@ def test_analyze_on_a_finished_sweep_writes_what_training_wrote(
     assert [(job / "results.jsonl").stat().st_mtime_ns for job in jobs] == stamp
     main([str(jobs[0]), "--only", "units"])  # weights.pt only: one line says so
     assert "units needs full level states" in capsys.readouterr().err
+
+    out = report(sweep)
+    plots = sorted(p.name for p in (out / "analysis").iterdir())
+    assert "distance.relative.png" in plots and "esd.alpha.png" in plots
+    assert not any(p.endswith(".width.png") for p in plots)  # the sweep does not vary the width
