@@ -46,6 +46,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from omegaconf import OmegaConf
 
+from lth.analysis.suite import flatten
 from lth.lottery.record import ANALYSIS
 from lth.lottery.record import REPORT_METRICS as METRICS
 from lth.run.naming import natural_key
@@ -152,17 +153,6 @@ def _sort_key(value: str | None) -> tuple[int, float, str]:
         return 0, float(value or ""), ""
     except ValueError:
         return 1, 0.0, value or ""
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """The numbers of a nested mapping under dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, float] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat |= flatten(value, f"{prefix}{key}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def aggregate(jobs: Sequence[Job], keys: Sequence[str]) -> list[Row]:

@@ -5,7 +5,7 @@ Each is ``f(level, **knobs) -> (numbers, tensors)`` with its knobs from ``analys
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lth.analysis.clustering import clustering
@@ -28,6 +28,19 @@ ANALYSES: dict[str, Callable[..., Result]] = {
 }
 NEEDS_MODEL = ("units", "update_spectrum")  # run the network: the full level state, accuracy (classification)
 DEFAULT = ("distance", "node_distribution", "mask_overlap")  # the cheap ones
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, float]:
+    """The numbers of a nested mapping (a record's analyses) under joined keys: ``{"a": {"b": 1}}`` ->
+    ``{"a.b": 1}``; None and text are left out."""
+    flat: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{prefix}{key}{sep}", sep)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
 
 Check = tuple[Callable[[Any], bool], str]  # (ok, what is allowed) for one knob's value
 _COUNT: Check = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
