@@ -17,6 +17,9 @@ accuracy.png     test accuracy at the end of training and at early stop vs. perc
 early_stop.png   early-stop iteration vs. percent of weights remaining
 curves.png       a single run with curves.jsonl: test accuracy and val loss vs. step, a line per level
 curves/<job>/curves.png   the same for each job of a sweep that has curves.jsonl
+analysis/<name>.<measure>.png   each recorded analysis (results.jsonl "analysis") vs. percent of weights
+                 remaining, a panel per layer; <name>.<measure>.width.png against model.width_multiplier
+                 when the sweep varies it (a line per level)
 ```
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import sys
@@ -43,6 +47,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from omegaconf import OmegaConf
 
+from lth.analysis.suite import flatten
+from lth.lottery.record import ANALYSIS
 from lth.lottery.record import REPORT_METRICS as METRICS
 from lth.run.naming import natural_key
 from lth.run.readers import DamagedFile, read_job_files, read_meta
@@ -157,16 +163,20 @@ def _sort_key(value: str | None) -> tuple[int, float, str]:
 
 
 def aggregate(jobs: Sequence[Job], keys: Sequence[str]) -> list[Row]:
-    """Mean, sample std and n over the seeds of each group, per level; only ``ok`` levels count."""
+    """Mean, sample std and n over the seeds of each group, per level; only ``ok`` levels count. The
+    analyses' numbers enter the stats as ``analysis.<name>.<layer>.<measure>``."""
     by_level: dict[tuple[tuple[str, ...], int], list[dict[str, Any]]] = defaultdict(list)
     for job in jobs:
         group = tuple(job.overrides.get(k, "default") for k in keys)
         for record in job.records:
             if record.get("status") == "ok":
-                by_level[group, record["level"]].append(record)
+                by_level[group, record["level"]].append(
+                    record | flatten(record.get(ANALYSIS, {}), "analysis.")
+                )
     rows = []
     for (group, level), records in by_level.items():
-        stats = {m: _mean_std([r[m] for r in records if isinstance(r.get(m), int | float)]) for m in METRICS}
+        metrics = dict.fromkeys([*METRICS, *(k for r in records for k in r if k.startswith("analysis."))])
+        stats = {m: _mean_std([r[m] for r in records if isinstance(r.get(m), int | float)]) for m in metrics}
         weights = float(np.mean([r["weights_remaining"] for r in records]))
         rows.append(Row(group, level, weights, len(records), stats))
     return sorted(rows, key=lambda r: ([_sort_key(v) for v in r.group], r.level))
@@ -207,7 +217,7 @@ def describe_model(model: Mapping[str, Any]) -> str:
     if convs:
         text += f" {convs} conv"
     multiplier = model.get("width_multiplier", 1)
-    widths = model.get("hidden") or [multiplier * w for w in model.get("teacher_hidden") or []]
+    widths = [max(1, round(multiplier * w)) for w in model.get("hidden") or model.get("teacher_hidden") or []]
     if widths:
         text += (", fc " if convs else " ") + "-".join(map(str, widths))
     return text
@@ -462,7 +472,7 @@ def _thin_ticks(ax: Axes) -> None:
 def _plot_group(
     ax: Axes, rows: Sequence[Row], metric: str, scale: float, limits: Limits, style: Style
 ) -> None:
-    points = [r for r in rows if not math.isnan(r.stats[metric][0])]
+    points = [r for r in rows if not math.isnan(r.stats.get(metric, (math.nan,))[0])]
     x = np.array([100 * r.weights_remaining for r in points])
     mean = np.array([scale * r.stats[metric][0] for r in points])
     std = np.array([scale * r.stats[metric][1] for r in points])
@@ -531,6 +541,84 @@ def early_stop_figure(keys: Sequence[str], rows: Sequence[Row], ctx: Context) ->
     fig.axes[0].set_ylabel("Early-Stop Iteration (Val.)")
     fig.axes[0].set_ylim(bottom=0)
     return fig
+
+
+# --- the analyses -------------------------------------------------------------------------------------
+
+HEADLINES = {  # what each analysis's plots show, per layer
+    "distance": ("relative",),
+    "node_distribution": ("incoming.dispersion", "incoming.lift", "incoming.empty"),
+    "mask_overlap": ("jaccard",),
+    "update_spectrum": ("effective_rank", "rank90"),
+    "esd": ("alpha",),
+    "clustering": ("mean_angle", "within_15"),
+    "units": ("repeated", "removable"),
+}
+WIDTH = "model.width_multiplier"
+
+
+def analysis_panels(rows: Sequence[Row]) -> dict[tuple[str, str], list[Panel]]:
+    """(analysis, measure) -> a (metric, layer) panel per layer the rows recorded it for."""
+    metrics = list(dict.fromkeys(m for r in rows for m in r.stats if m.startswith("analysis.")))
+    panels: dict[tuple[str, str], list[Panel]] = {}
+    for name, measures in HEADLINES.items():
+        for measure in measures:
+            start, end = f"analysis.{name}.", f".{measure}"
+            found = [
+                (m, m[len(start) : -len(end)]) for m in metrics if m.startswith(start) and m.endswith(end)
+            ]
+            if found:
+                panels[name, measure] = found
+    return panels
+
+
+def width_figure(keys: Sequence[str], rows: Sequence[Row], ctx: Context, panels: Sequence[Panel]) -> Figure:
+    """Each panel's metric against ``model.width_multiplier`` (log scale), a line per level (and per
+    value of the other swept keys, by line style), mean ± std over seeds."""
+    fig = _figure((PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    at = keys.index(WIDTH)
+    others = list(dict.fromkeys(r.group[:at] + r.group[at + 1 :] for r in rows))
+    levels = sorted({r.level for r in rows})
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for level, other in itertools.product(levels, others):
+            line = sorted(
+                (float(r.group[at]), r)
+                for r in rows
+                if r.level == level and r.group[:at] + r.group[at + 1 :] == other
+            )
+            line = [(w, r) for w, r in line if not math.isnan(r.stats.get(metric, (math.nan,))[0])]
+            if not line:
+                continue
+            x = np.array([w for w, _ in line])
+            mean, std = (np.array([r.stats[metric][i] for _, r in line]) for i in (0, 1))
+            color = LEVEL_COLOURS(0.9 * levels.index(level) / max(1, len(levels) - 1))
+            style = LINE_STYLES[others.index(other) % len(LINE_STYLES)]
+            text = f"level {level}" + (f", {label([k for k in keys if k != WIDTH], other)}" if other else "")
+            ax.plot(x, mean, color=color, linestyle=style, marker="o", markersize=4, label=text)
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.set_xlabel("Width Multiplier")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(ctx.title(seeds_text(group_sizes(rows))))
+    _legend_outside(fig, *axes[0].get_legend_handles_labels(), title=None)
+    return fig
+
+
+def plot_analyses(out: Path, keys: Sequence[str], rows: Sequence[Row], ctx: Context) -> None:
+    """``analysis/<name>.<measure>.png`` per recorded analysis measure (and ``.width.png``)."""
+    for (name, measure), panels in analysis_panels(rows).items():
+        (out / "analysis").mkdir(parents=True, exist_ok=True)
+        path = out / "analysis" / f"{name}.{measure}"
+        fig = summary_figure(keys, rows, ctx, panels, scale=1, limits=(-math.inf, math.inf))
+        fig.axes[0].set_ylabel(f"{name}: {measure}")
+        fig.savefig(f"{path}.png", dpi=DPI)
+        if WIDTH in keys:
+            fig = width_figure(keys, rows, ctx, panels)
+            fig.axes[0].set_ylabel(f"{name}: {measure}")
+            fig.savefig(f"{path}.width.png", dpi=DPI)
 
 
 def read_curves(path: Path) -> list[dict[str, Any]]:
@@ -633,6 +721,7 @@ def report(root: Path, out: Path | None = None) -> Path:
     if rows:
         accuracy_figure(keys, rows, ctx).savefig(out / "accuracy.png", dpi=DPI)
         early_stop_figure(keys, rows, ctx).savefig(out / "early_stop.png", dpi=DPI)
+        plot_analyses(out, keys, rows, ctx)
     plot_curves(out, root, keys, jobs, configs)
     return out
 

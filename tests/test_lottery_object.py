@@ -97,7 +97,8 @@ def test_every_reader_and_writer_takes_its_columns_from_the_level_record(
     cfg = make_cfg("prune.levels=1")
     execute(build_job(cfg))
     lines = (Path(cfg.paths.output_dir) / "results.jsonl").read_text().splitlines()
-    assert [list(json.loads(line)) for line in lines] == [names, names]  # the fields, in their order
+    # the fields in their order, then the analyses (the default ones)
+    assert [list(json.loads(line)) for line in lines] == [[*names, "analysis"]] * 2
     records = [LevelRecord.from_dict(json.loads(line)) for line in lines]
     assert [json.loads(line) for line in lines] == [r.to_dict() for r in records]
 

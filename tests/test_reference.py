@@ -38,13 +38,15 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def fingerprint(run: Path) -> dict:
-    """Everything a job wrote that must not change: its records (less wall time), masks, weights, DONE.
+    """Everything a job wrote that must not change: its records (less wall time and the analyses, which
+    came after the reference), masks, weights, DONE.
 
     A level's ``state.pt`` (the full model state) is digested as ``weights.pt``, the file it replaced:
     its prunable tensors (those of ``masks.pt``), so the stored reference still applies."""
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     for record in records:
         record.pop("wall_s")
+        record.pop("analysis", None)
     files = {}
     for path in sorted(run.glob("levels/*/*.pt")):
         tensors = torch.load(path, weights_only=True)

@@ -14,6 +14,7 @@ import wandb
 from omegaconf import OmegaConf
 from wandb_reader import OfflineRun, read_run
 
+from lth.analysis.suite import flatten
 from lth.lottery.record import SCALAR_FIELDS
 from lth.report import report
 from lth.run.job import build_job, execute, run
@@ -49,6 +50,9 @@ def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> Non
         for key, value in record.items():
             if key == "layers":
                 assert {k: row[f"level/layers/{k}"] for k in value} == value
+            elif key == "analysis":
+                numbers = flatten(value, sep="/")
+                assert {k: row[f"level/analysis/{k}"] for k in numbers} == numbers
             elif key not in ("status", "ticket_source"):  # the level rows hold its numbers
                 assert row[f"level/{key}"] == value, key
     # per-step curves: every evaluation, the level's last one equal to its record

@@ -77,16 +77,30 @@ class StepStream:
         return itertools.repeat(self.batches())
 
 
+def noisy_labels(y: Tensor, fraction: float, classes: int, seed: int) -> Tensor:
+    """``y`` with ``round(fraction * len(y))`` labels (a seeded choice) replaced by uniformly random classes."""
+    if not fraction:
+        return y
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(y), generator=generator)[: round(fraction * len(y))]
+    noisy = y.clone()
+    noisy[rows] = torch.randint(classes, (len(rows),), generator=generator, dtype=y.dtype)
+    return noisy
+
+
 class InMemoryDataModule(pl.LightningDataModule):
     """Base class: subclasses implement ``load()`` returning the full train and the test split.
 
     ``val_size`` examples are held out of the training split (a seeded permutation) for validation.
-    ``augmentation`` (None here) transforms training batches only.
+    ``augmentation`` (None here) transforms training batches only. ``label_noise`` (set before
+    ``setup``) replaces that fraction of the training labels, chosen by a seeded draw, with uniformly
+    random classes (which may equal the true one); validation and test labels stay true.
     """
 
     num_classes: int  # the model's output width (the target dimension for regression)
     task = "classification"  # classification | regression: selects loss and metrics in lth.run.module
     augmentation: Augmentation | None = None
+    label_noise = 0.0
 
     def __init__(self, root: str, val_size: int, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -112,7 +126,10 @@ class InMemoryDataModule(pl.LightningDataModule):
             len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val"))
         )
         val, train = order[: self.val_size], order[self.val_size :]
-        self.splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": loaded["test"]}
+        noisy = noisy_labels(
+            y[train], self.label_noise, self.num_classes, derived_seed(self.seed, "label_noise")
+        )
+        self.splits = {"train": (x[train], noisy), "val": (x[val], y[val]), "test": loaded["test"]}
 
     @property
     def input_shape(self) -> tuple[int, ...]:

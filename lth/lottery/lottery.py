@@ -43,8 +43,23 @@ Split = tuple[Tensor, Tensor]
 Metrics = Mapping[str, float | None]
 Evaluate = Callable[[Tensor, Tensor], Metrics]
 """The network's mean ``loss`` and ``acc`` (None for regression) on ``(x, y)``, in eval mode."""
-Analysis = Callable[[nn.Module], tuple[dict[str, Any], dict[str, Tensor]]]
-"""Per-level analysis of the trained model: summary numbers for the record, tensors for the level's directory."""
+
+
+@dataclass(frozen=True)
+class LevelEnd:
+    """What a per-level analysis sees when a level ends."""
+
+    level: int
+    model: nn.Module  # trained to the level's end, pruned weights zero (or held)
+    theta_0: State
+    masks: dict[str, Tensor]  # the level's masks
+    previous_masks: dict[str, Tensor] | None  # the previous level's masks (None at level 0)
+
+
+Analysis = Callable[[LevelEnd], tuple[dict[str, Any], dict[str, Tensor]]]
+"""Per-level analysis: summary numbers for the record, tensors for the level's directory. Its name is
+where both go: ``specialisation`` (a top-level record key, ``specialisation.pt``), ``analysis/distance``
+(``record["analysis"]["distance"]``, ``analysis/distance.pt``)."""
 
 
 class Ranks(Protocol):
@@ -77,6 +92,7 @@ class LotteryState:
     level_start: int = 0  # the step the current level started after
     level_steps: int = 0  # how many steps it trains (set when it starts)
     theta_0: State | None = None
+    previous_masks: dict[str, Tensor] | None = None  # the masks of the level before this one
     snapshot: State | None = None  # what survivors restart from: theta_0, or theta_k when rewinding
     records: list[LevelRecord] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)  # this level's evaluations
@@ -266,8 +282,9 @@ class Lottery:
             ticket_source=self.ticket.source if self.ticket else None,
         )
         summaries, tensors = {}, {}
+        end = LevelEnd(state.level, network.model, state.theta_0, network.mask_dict(), state.previous_masks)
         for name, analyse in self.analyses.items():
-            summaries[name], tensors[name] = analyse(network.model)
+            summaries[name], tensors[name] = analyse(end)
         record = replace(record, analyses=summaries)
         state.records.append(record)
         if status != "ok" or state.level == self.last_level:
@@ -281,6 +298,7 @@ class Lottery:
         previous = network.mask_dict()
         pruned = self.plan.next_masks(previous, state.theta_0, network.weights(), state.level)
         state.level += 1
+        state.previous_masks = previous
         masks = self.restart.masks(pruned, previous, state.level)
         self.ranks.agree(masks)
         network.set_masks(masks)

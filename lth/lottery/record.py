@@ -87,15 +87,24 @@ class LevelRecord:
     analyses: dict[str, Any] = field(default_factory=dict, metadata={"doc": "per-level analyses by name"})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``results.jsonl``: the fields in order, each analysis under its own name."""
+        """The JSON object of ``results.jsonl``: the fields in order, then each analysis under its own
+        name; ``analysis/<name>`` goes under ``record["analysis"][<name>]``."""
         record = asdict(self)
-        return record | record.pop("analyses")
+        for name, summary in record.pop("analyses").items():
+            group, _, leaf = name.rpartition("/")
+            (record.setdefault(group, {}) if group else record)[leaf] = summary
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LevelRecord:
         names = {f.name for f in fields(cls)} - {"analyses"}
+        analyses = {k: v for k, v in data.items() if k not in names | {ANALYSIS}}
+        analyses |= {f"{ANALYSIS}/{k}": v for k, v in data.get(ANALYSIS, {}).items()}
         known = {k: data[k] for k in names if k in data}  # records written before a field existed lack it
-        return cls(**known, analyses={k: v for k, v in data.items() if k not in names})
+        return cls(**known, analyses=analyses)
+
+
+ANALYSIS = "analysis"  # the record key that holds the numbers of the lth.analysis suite, by analysis name
 
 
 FIELDS = tuple(f for f in fields(LevelRecord) if f.name != "analyses")

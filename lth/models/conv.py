@@ -3,7 +3,7 @@
 ``plan`` lists conv widths and ``"M"`` (2x2 max pool); every conv is ``kernel_size`` x ``kernel_size``
 with ``padding``, followed by batch norm (optional) and ReLU. The features are then flattened (or
 averaged over space with ``global_pool``) and fed through the fully connected ``hidden`` layers and
-the output layer, registered last. Tensor names: ``features.convK.weight``, ``classifier.fcK.weight``.
+the output layer, registered last. ``width_multiplier`` scales every conv width and hidden width. Tensor names: ``features.convK.weight``, ``classifier.fcK.weight``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from lth.models.initializers import initialize
+from lth.models.mlp import scaled
 from lth.models.shapes import IncompatibleInput, image_shape
 
 POOL = "M"
@@ -32,9 +33,12 @@ class ConvNet(nn.Module):
         batch_norm: bool = False,
         global_pool: bool = False,
         init: str = "default",
+        width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         channels, height, width = image_shape(input_shape, "ConvNet")
+        plan = [item if item == POOL else scaled([int(item)], width_multiplier)[0] for item in plan]
+        hidden = scaled(hidden, width_multiplier)
         features: OrderedDict[str, nn.Module] = OrderedDict()
         convs = pools = 0
         for item in plan:

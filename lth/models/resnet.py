@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lth.models.initializers import initialize
+from lth.models.mlp import scaled
 from lth.models.shapes import image_shape
 
 
@@ -40,9 +41,11 @@ class ResNet(nn.Module):
         depth: int = 20,
         width: int = 16,
         init: str = "default",
+        width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         channels, _, _ = image_shape(input_shape, "ResNet")
+        width = scaled([width], width_multiplier)[0]
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"ResNet depth must be 6n+2 with n >= 1, got {depth}")
         blocks = (depth - 2) // 6

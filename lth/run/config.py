@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lth.analysis.suite import ANALYSES, KNOB_CHECKS, NEEDS_MODEL
 from lth.data.download import is_file_name
 from lth.errors import ConfigError, invalid
 from lth.lottery.at_init import SALIENCIES
@@ -158,6 +160,9 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("optim.momentum", ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)")))
     if "init" in cfg.model:
         checks.append(("model.init", _one_of(INITIALIZERS)))
+    if "width_multiplier" in cfg.model:
+        checks.append(("model.width_multiplier", POSITIVE))
+    checks.append(("data.label_noise", ((lambda v: _is_number(v) and 0 <= v <= 1), "a number in [0, 1]")))
     if "depth" in cfg.model:
         depth_ok = (
             (lambda v: _is_int(v) and v >= 8 and (v - 2) % 6 == 0),
@@ -189,6 +194,7 @@ def check_config(cfg: DictConfig) -> None:
             ("logger.tags", ((lambda v: isinstance(v, ListConfig)), "a list of tags, e.g. [imp,mnist1d]")),
             ("logger.log_tickets", ((lambda v: isinstance(v, bool)), "true or false")),
         ]
+    checks += analysis_checks(cfg)
     if "teacher_seed" in cfg.data:
         checks += teacher_student_checks(cfg)
     elif "teacher_hidden" in cfg.model:
@@ -197,6 +203,30 @@ def check_config(cfg: DictConfig) -> None:
         _check(cfg, key, ok, allowed)
     if ticket:
         ticket_source(cfg)  # the source job's files
+
+
+def analysis_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
+    """Checks of ``analysis`` (names) and ``analysis_cfg.<name>.<knob>`` (known knobs, their values)."""
+    names = _one_of(ANALYSES)[1].removeprefix("one of ")
+    checks = [
+        (
+            "analysis",
+            (
+                (lambda v: v is None or (isinstance(v, ListConfig) and all(n in ANALYSES for n in v))),
+                f"a list of analyses from: {names}",
+            ),
+        )
+    ]
+    knobs = cfg.get("analysis_cfg") or {}
+    for name in knobs:
+        if name not in ANALYSES:
+            _fail("analysis_cfg", name, f"analyses from: {names}")
+        known = [p for p in inspect.signature(ANALYSES[name]).parameters if p != "level"]
+        for knob in knobs[name] or {}:
+            if knob not in known:
+                _fail(f"analysis_cfg.{name}", knob, "knobs " + (", ".join(known) or "none"))
+            checks.append((f"analysis_cfg.{name}.{knob}", KNOB_CHECKS[name, knob]))
+    return checks
 
 
 def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
@@ -215,6 +245,7 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
             ),
         ),
         ("data.teacher_weights", _one_of(TEACHER_WEIGHTS)),
+        ("data.label_noise", ((lambda v: v == 0), "0 with data=teacher_student (regression targets)")),
         ("data.teacher_seed", _int_in(0)),
         ("data.sigma", POSITIVE),
         (
@@ -229,9 +260,11 @@ def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[A
     ]
     if cfg.data.get("retrain_teacher_seed") is not None:
         checks.append(("data.retrain_teacher_seed", _int_in(0)))
-    if "width_multiplier" in cfg.model:
-        checks.append(("model.width_multiplier", POSITIVE))
-    return checks
+    regression = (
+        lambda v: not set(v or []) & set(NEEDS_MODEL),
+        "analyses without " + ", ".join(NEEDS_MODEL) + " (they measure accuracy) with data=teacher_student",
+    )
+    return [*checks, ("analysis", regression)]
 
 
 def check_tensor_names(cfg: DictConfig, prunable: list[str]) -> None:

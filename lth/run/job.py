@@ -23,7 +23,9 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
+from lth.analysis.level import Level, Split
 from lth.analysis.specialisation import specialisation
+from lth.analysis.suite import ANALYSES
 from lth.data.memory import InMemoryDataModule
 from lth.data.teacher_student import TeacherStudentDataModule
 from lth.errors import ConfigError
@@ -36,8 +38,9 @@ from lth.lottery import (
     Restart,
     prunable_weight_names,
 )
-from lth.lottery.lottery import Analysis
+from lth.lottery.lottery import Analysis, LevelEnd
 from lth.lottery.rates import tensor_rates, unit_readers
+from lth.lottery.record import ANALYSIS
 from lth.lottery.supermask import LearnedSupermask
 from lth.models import IncompatibleInput, make_teacher
 from lth.run.callback import PruningCallback
@@ -55,6 +58,7 @@ from lth.seeds import derived_seed
 log = logging.getLogger("lth")
 
 TEACHER_KEYS = ("hidden", "teacher_weights")  # data=teacher_student keys that describe the teacher network
+LTH_DATA_KEYS = ("label_noise",)  # keys of the data group that lth applies, not the datamodule's constructor
 LTH_TRAINER_KEYS = ("verbose",)  # keys of the trainer group that are lth's, not pytorch_lightning.Trainer's
 
 
@@ -73,9 +77,11 @@ def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
             make_teacher, data.input_dim, list(data.hidden), data.output_dim, data.teacher_weights
         )
         data = OmegaConf.masked_copy(data, [k for k in data if k not in TEACHER_KEYS])
+    data = OmegaConf.masked_copy(data, [k for k in data if k not in LTH_DATA_KEYS])
     datamodule: InMemoryDataModule = instantiate(
         data, batch_size=cfg.train.batch_size, seed=cfg.seed, **extra
     )
+    datamodule.label_noise = cfg.data.get("label_noise", 0.0)
     datamodule.setup()
     return datamodule
 
@@ -120,16 +126,25 @@ def pruning_plan(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> Prun
     )
 
 
-def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
-    """Analyses recorded at every level: node specialisation for teacher-student data (on the test inputs)."""
-    if not isinstance(datamodule, TeacherStudentDataModule):
-        return {}
-    x = datamodule.split("test")[0]
-    return {
-        "specialisation": lambda model: specialisation(
-            datamodule.teacher, model, x, datamodule.match_threshold
-        )
+def level_analyses(cfg: DictConfig, datamodule: InMemoryDataModule) -> dict[str, Analysis]:
+    """Analyses recorded at every level: the ``analysis`` list (on the test split), and node
+    specialisation for teacher-student data (on the test inputs)."""
+    data = datamodule.split("test")
+    knobs = cfg.get("analysis_cfg") or {}
+    analyses: dict[str, Analysis] = {
+        f"{ANALYSIS}/{name}": partial(_suite_analysis, name, dict(knobs.get(name) or {}), data, cfg.seed)
+        for name in cfg.get("analysis") or []
     }
+    if isinstance(datamodule, TeacherStudentDataModule):
+        teacher, threshold = datamodule.teacher, datamodule.match_threshold
+        analyses["specialisation"] = lambda end: specialisation(teacher, end.model, data[0], threshold)
+    return analyses
+
+
+def _suite_analysis(name: str, knobs: dict[str, Any], data: Split, seed: int, end: LevelEnd) -> Any:
+    weights = {n: end.model.get_parameter(n).detach() for n in end.masks}
+    level = Level(weights, end.theta_0, end.masks, end.previous_masks, end.model, data, seed)
+    return ANALYSES[name](level, **knobs)
 
 
 @dataclass
@@ -179,7 +194,7 @@ def build_job(cfg: DictConfig) -> Job:
         data=datamodule.split,
         evaluate=module.evaluate,
         batch_size=cfg.train.batch_size,
-        analyses=level_analyses(datamodule),
+        analyses=level_analyses(cfg, datamodule),
         ticket=ticket,
     )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)

@@ -11,6 +11,7 @@
 <output_dir>/levels/level_NN/masks.pt    masks the level trained with (bool tensors, plain names)
 <output_dir>/levels/level_NN/state.pt    the full model state at the end of the level
 <output_dir>/levels/level_NN/<analysis>.pt  tensors of a per-level analysis (e.g. specialisation.pt)
+<output_dir>/levels/level_NN/analysis/<name>.pt  tensors of an analysis of ``analysis=[...]`` (if any)
 <output_dir>/DONE                        written last: {"status": ..., "levels": ...}
 ```
 ``init.pt``, ``rewind.pt`` and ``state.pt`` are skipped with ``results.save_weights=false``; every ``.pt``
@@ -136,8 +137,13 @@ class RunDirectory:
         save_tensors(self.level_dir(level) / "masks.pt", masks)
         if state is not None:
             save_tensors(self.level_dir(level) / "state.pt", state)
-        for name, tensors in (analyses or {}).items():
-            save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
+        self.save_level_tensors(level, analyses or {})
+
+    def save_level_tensors(self, level: int, analyses: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Each analysis's tensors as ``levels/level_NN/<name>.pt`` (none for an analysis without)."""
+        for name, tensors in analyses.items():
+            if tensors:
+                save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
 
     def mark_done(self, status: str, levels: int) -> None:
         atomic_write_text(self.done_file, json.dumps({"status": status, "levels": levels}) + "\n")

@@ -21,7 +21,8 @@ from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
-from lth.lottery.record import SCALAR_FIELDS, LevelRecord
+from lth.analysis.suite import flatten
+from lth.lottery.record import ANALYSIS, SCALAR_FIELDS, LevelRecord
 from lth.run.naming import run_label
 
 log = logging.getLogger("lth")
@@ -72,9 +73,11 @@ def log_ticket(
 
 
 def level_metrics(record: Mapping[str, Any]) -> dict[str, float]:
-    """A level's numbers as flat metrics: ``level/test_acc``, ``level/layers/fc1.weight``, ..."""
+    """A level's numbers as flat metrics: ``level/test_acc``, ``level/layers/fc1.weight``,
+    ``level/analysis/distance/fc1/relative``, ..."""
     metrics = {f"level/{k}": v for k, v in record.items() if isinstance(v, int | float)}
     metrics |= {f"level/layers/{name}": v for name, v in record.get("layers", {}).items()}
+    metrics |= flatten(record.get(ANALYSIS, {}), f"level/{ANALYSIS}/", "/")
     return metrics
 
 
