@@ -1,8 +1,9 @@
 # lth — `make help` lists the targets. The environment (.venv) is created on first use.
 PYTHON ?= python3.11
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/ci.txt
 
 .DEFAULT_GOAL := help
 .PHONY: help install train sweep report test bench lint clean
@@ -10,14 +11,17 @@ STAMP  := $(VENV)/.installed
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# The exact versions of $(LOCK) as constraints. torch comes from the lock only when the environment
+# has none importable: an existing torch (e.g. a cluster's CUDA build in VENV=<its env>) is kept.
+$(STAMP): pyproject.toml $(LOCK)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -c $(LOCK) torch
+	grep -v '^torch==' $(LOCK) > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install lth with its dev tools (offline-safe: registries only)
+install: $(STAMP)  ## create .venv (PYTHON=python3.13, VENV=<dir> to choose) and install lth, its dev tools and CI's versions
 
 train: $(STAMP)  ## run the default lottery (MNIST-1D, MLP, IMP); extra overrides: make train ARGS="optim.lr=0.01"
 	$(PY) -m lth.train $(ARGS)
