@@ -27,6 +27,7 @@ from lth.init import PRUNED_WEIGHTS, STRATEGIES
 from lth.models.initializers import INITIALIZERS
 from lth.module import OPTIMIZERS, SCHEDULES
 from lth.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
+from lth.run.threads import trainer_checks
 from lth.saliency import SALIENCIES
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -124,6 +125,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.train.get("checkpoint_every") is not None:
         checks.append(("train.checkpoint_every", _int_in(1)))
     checks.append(("trainer.precision", _one_of(PRECISIONS)))
+    checks += trainer_checks(cfg)
     if "gradient_clip_val" in cfg.trainer:  # lth writes its optimizer steps out; Lightning clips none
         checks.append(("trainer.gradient_clip_val", ((lambda v: v is None), "null")))
     if "accumulate_grad_batches" in cfg.trainer:

@@ -36,6 +36,7 @@ from lth.masks import CONV_MODULES, MaskedNetwork, prunable_weight_names
 from lth.models import IncompatibleInput
 from lth.module import LotteryModule
 from lth.results import RunDirectory
+from lth.run.threads import Threads, apply_threads, job_threads, lightning_kwargs
 from lth.specialisation import specialisation
 from lth.supermask import LearnedSupermask
 
@@ -159,6 +160,8 @@ def build_job(cfg: DictConfig) -> Job:
     datamodule.setup()
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
+    threads = job_threads(cfg.trainer, model)
+    apply_threads(threads)
     check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
@@ -196,11 +199,12 @@ def build_job(cfg: DictConfig) -> Job:
         analyses=level_analyses(datamodule),
     )
     trainer = pl.Trainer(
-        **cfg.trainer,
+        **lightning_kwargs(cfg.trainer),
         max_steps=budget.max_steps(cfg.prune.levels),
         logger=instantiate(cfg.logger) if cfg.logger else False,
         callbacks=[
             callback,
+            Threads(threads),
             RotatingCheckpoint(run_dir.checkpoint_dir, callback),
             *([LotteryProgressBar(callback)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
