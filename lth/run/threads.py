@@ -10,6 +10,7 @@ at least 1. The count sets torch's intra-op and inter-op threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,11 +19,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 SMALL_MODEL = 1_000_000  # parameters
 LTH_KEYS = ("threads", "oversubscribe")  # trainer keys of lth's own, not passed to Lightning's Trainer
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+log = logging.getLogger("lth")
 
 
 def usable_cpus() -> int:
@@ -41,10 +43,16 @@ def on_cpu(trainer: DictConfig) -> bool:
     return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
+def slurm_starts_ranks() -> bool:
+    """Whether SLURM started this process as one rank of its own (Lightning's rule, without
+    ``SLURMEnvironment.detect``'s warning wherever ``srun`` is installed)."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
 def local_ranks(trainer: DictConfig) -> int:
     """The processes Lightning starts on this machine for one job: its devices under a DDP strategy,
     else 1. Under SLURM each rank is a task of its own with its own CPUs, so 1 there too."""
-    if "ddp" not in str(trainer.get("strategy", "auto")) or SLURMEnvironment.detect():
+    if "ddp" not in str(trainer.get("strategy", "auto")) or slurm_starts_ranks():
         return 1
     devices = trainer.get("devices", 1)
     if isinstance(devices, int):
@@ -78,11 +86,21 @@ def resolve_threads(setting: int | str, parameters: int, ranks: int, jobs: int) 
 
 
 def job_threads(trainer: DictConfig, model: torch.nn.Module) -> int:
-    """The thread count of this job: ``trainer.threads`` resolved for ``model``."""
-    parameters = sum(p.numel() for p in model.parameters())
-    return resolve_threads(
-        trainer.get("threads", "auto"), parameters, local_ranks(trainer), concurrent_jobs()
+    """The thread count of this job: ``trainer.threads`` resolved for ``model`` (and logged)."""
+    setting, parameters = trainer.get("threads", "auto"), sum(p.numel() for p in model.parameters())
+    ranks, jobs = local_ranks(trainer), concurrent_jobs()
+    threads = resolve_threads(setting, parameters, ranks, jobs)
+    log.info(
+        "lth: %d torch thread(s) (trainer.threads=%s, %d parameters, %d usable CPUs, %d local rank(s), "
+        "%d parallel job(s))",
+        threads,
+        setting,
+        parameters,
+        usable_cpus(),
+        ranks,
+        jobs,
     )
+    return threads
 
 
 def apply_threads(n: int) -> None:
