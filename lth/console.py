@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -16,6 +17,7 @@ from rich.table import Table
 from lth.callbacks import PruningCallback
 
 
+@functools.cache  # once per process
 def quiet_third_party_noise() -> None:
     """Drop two messages every job would print: Lightning's advert for its LitLogger, and the
     FutureWarning Lightning 2.6 triggers through torch's deprecated ``LeafSpec``."""

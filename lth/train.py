@@ -256,6 +256,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> list[dict[str, Any]]:
+    quiet_third_party_noise()  # also in the worker processes of hydra/launcher=local_parallel
     try:
         return run(cfg)
     except ConfigError as exc:
