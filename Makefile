@@ -12,12 +12,13 @@ help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 # The exact versions of $(LOCK) as constraints. torch comes from the lock only when the environment
-# has none importable: an existing torch (e.g. a cluster's CUDA build in VENV=<its env>) is kept.
-$(STAMP): pyproject.toml $(LOCK)
+# has none importable: an existing torch (e.g. a cluster's CUDA build in VENV=<its env>) is kept,
+# and so are the packages it requires (requirements/constraints.py leaves them out of the pins).
+$(STAMP): pyproject.toml $(LOCK) requirements/constraints.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -c $(LOCK) torch
-	grep -v '^torch==' $(LOCK) > $(VENV)/constraints.txt
+	$(PY) requirements/constraints.py $(LOCK) > $(VENV)/constraints.txt
 	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
