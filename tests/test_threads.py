@@ -64,6 +64,8 @@ def test_ddp_ranks_on_this_machine_divide_the_cpus(machine: pytest.MonkeyPatch, 
     assert local_ranks(ddp) == 4 and job_threads(ddp, big) == 2
     assert job_threads(make_cfg("trainer=cpu").trainer, big) == 8
     assert job_threads(make_cfg("trainer=cpu").trainer, nn.Linear(10, 10)) == 1
+    # more than one device is DDP under any strategy, auto included
+    assert local_ranks(make_cfg("trainer=cpu", "trainer.devices=2").trainer) == 2
     # under SLURM every rank is a task with CPUs of its own
     machine.setenv("SLURM_NTASKS", "4")
     machine.setenv("SLURM_JOB_NAME", "lth")

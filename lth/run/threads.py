@@ -50,9 +50,10 @@ def slurm_starts_ranks() -> bool:
 
 
 def local_ranks(trainer: DictConfig) -> int:
-    """The processes Lightning starts on this machine for one job: its devices under a DDP strategy,
-    else 1. Under SLURM each rank is a task of its own with its own CPUs, so 1 there too."""
-    if "ddp" not in str(trainer.get("strategy", "auto")) or slurm_starts_ranks():
+    """The processes Lightning starts on this machine for one job: one per device (more than one
+    device means DDP, also under ``strategy: auto``). Under SLURM each rank is a task of its own with
+    its own CPUs, so 1."""
+    if slurm_starts_ranks():
         return 1
     devices = trainer.get("devices", 1)
     if isinstance(devices, int):
