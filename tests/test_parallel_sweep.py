@@ -1,4 +1,7 @@
-"""hydra/launcher=local_parallel: a 4-job sweep in 2 worker processes gives the basic launcher's results."""
+"""hydra/launcher=local_parallel: a 4-job sweep in 2 worker processes gives the basic launcher's results.
+
+Whether two jobs overlap in time is not asserted: under load one worker can finish these tiny jobs
+before the other has started."""
 
 from __future__ import annotations
 
@@ -35,11 +38,8 @@ def test_local_parallel_sweep_matches_the_basic_launcher(lth_cli, tmp_path: Path
     assert len(jobs) == 4
     for job in jobs:
         assert json.loads((job / "DONE").read_text()) == {"status": "complete", "levels": 3}
-    # jobs 0 and 1 ran at the same time: each started before the other finished
-    (start0, end0), (start1, end1) = [
-        ((j / ".hydra").stat().st_mtime, (j / "DONE").stat().st_mtime) for j in jobs[:2]
-    ]
-    assert start0 < end1 and start1 < end0
+        # in its worker, the job resolved its threads knowing that 2 jobs share the CPUs
+        assert "1 local rank(s), 2 parallel job(s)" in (job / "train.log").read_text()
 
     assert lth_cli(*SWEEP, *JOB, f"hydra.sweep.dir={basic}").returncode == 0
     got, want = results(parallel), results(basic)
