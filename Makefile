@@ -1,8 +1,9 @@
 # lth — `make help` lists the targets. The environment (.venv) is created on first use.
 PYTHON ?= python3.11
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/ci.txt
 
 .DEFAULT_GOAL := help
 .PHONY: help install train sweep report test bench lint clean
@@ -10,14 +11,18 @@ STAMP  := $(VENV)/.installed
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# The exact versions of $(LOCK) as constraints. torch comes from the lock only when the environment
+# has none importable: an existing torch (e.g. a cluster's CUDA build in VENV=<its env>) is kept,
+# and so are the packages it requires (requirements/constraints.py leaves them out of the pins).
+$(STAMP): pyproject.toml $(LOCK) requirements/constraints.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -c $(LOCK) torch
+	$(PY) requirements/constraints.py $(LOCK) > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install lth with its dev tools (offline-safe: registries only)
+install: $(STAMP)  ## create .venv (PYTHON=python3.13, VENV=<dir> to choose) and install lth, its dev tools and CI's versions
 
 train: $(STAMP)  ## run the default lottery (MNIST-1D, MLP, IMP); extra overrides: make train ARGS="optim.lr=0.01"
 	$(PY) -m lth.train $(ARGS)
@@ -33,7 +38,7 @@ report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SW
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(STAMP)  ## time lth's training step against a hand-written PyTorch loop (1 thread; ARGS="--threads 2")
+bench: $(STAMP)  ## time lth's training step against a hand-written PyTorch loop (1 thread; ARGS="--threads 2"); ARGS="--compare-threads 1 2": the default job at 1 and 2 threads
 	$(PY) -m lth.bench $(ARGS)
 
 lint: $(STAMP)  ## ruff check and format check

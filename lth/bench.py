@@ -8,6 +8,8 @@ as idx files and read through ``data=mnist``), batch 60, the same optimizer and 
 It prints steps/s of each (by wall clock, and by the main thread's CPU time, which other processes
 on a shared machine disturb much less), their ratios, the share of an lth step spent drawing its
 batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and reports medians.
+``--compare-threads 1 2`` instead times the default job (``make train``: MNIST-1D, MLP) at each
+``trainer.threads`` (rounds interleaved, medians; extra overrides apply, e.g. ``model=lenet300_100``).
 """
 
 from __future__ import annotations
@@ -159,6 +161,49 @@ def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
     return Round(rates(last - first, start, end), raw, fetch_seconds(job, steps), records[1]["wall_s"])
 
 
+def default_job_rate(root: Path, out: Path, steps: int, threads: int, overrides: list[str]) -> float:
+    """Steps per second (wall clock) of the default job's dense training at ``trainer.threads=threads``
+    (data cached under ``root``, output in ``out``), after its first 10% of steps."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                f"data.root={root}",
+                f"paths.output_dir={out}",
+                "logger=none",
+                "trainer=cpu",
+                "trainer.enable_progress_bar=false",
+                f"trainer.threads={threads}",
+                f"train.steps={steps}",
+                f"train.eval_every={steps}",
+                "prune.levels=0",
+                *overrides,
+            ],
+        )
+    job = build_job(cfg)
+    clock = StepClock()
+    job.trainer.callbacks.append(clock)
+    execute(job)
+    (first, start), (last, end) = clock.times[len(clock.times) // 10], clock.times[-1]
+    return (last - first) / (end[0] - start[0])
+
+
+def compare_threads(counts: list[int], steps: int, rounds: int, overrides: list[str]) -> None:
+    """Print the default job's steps/s at each thread count (median of ``rounds`` interleaved runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        runs = [
+            (n, default_job_rate(root, root / f"run{k}_{n}", steps, n, overrides))
+            for k in range(rounds)
+            for n in counts
+        ]
+    print(f"default job{' ' + ' '.join(overrides) if overrides else ''}, {steps} steps, median of {rounds}:")
+    base = statistics.median(r for n, r in runs if n == counts[0])
+    for count in counts:
+        rate = statistics.median(r for n, r in runs if n == count)
+        print(f"  {count} thread(s): {rate:6.0f} steps/s ({rate / base:.2f}x {counts[0]} thread(s))")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
@@ -166,12 +211,23 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=3, help="lth + raw rounds; medians are reported (default 3)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--compare-threads",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="time the default job at each of these trainer.threads instead, e.g. 1 2",
+    )
     parser.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     parser.add_argument(
         "overrides", nargs="*", help="extra lth config overrides, e.g. trainer.enable_progress_bar=false"
     )
     args = parser.parse_args(argv)
+    if args.compare_threads:
+        compare_threads(args.compare_threads, args.steps, args.rounds, args.overrides)
+        return
     torch.set_num_threads(args.threads)
+    args.overrides = [f"trainer.threads={args.threads}", *args.overrides]
     header = f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
     with tempfile.TemporaryDirectory() as tmp:
         write_random_mnist(Path(tmp), seed=0)

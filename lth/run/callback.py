@@ -18,6 +18,7 @@ from torch import Tensor
 from lth.lottery import Lottery
 from lth.run import loggers
 from lth.run.job_dir import RunDirectory
+from lth.run.threads import apply_threads
 
 
 class TrainerRanks:
@@ -39,6 +40,16 @@ class TrainerRanks:
             raise RuntimeError(
                 f"lth: rank {trainer.global_rank} computed other masks than rank 0 for {differing}"
             )
+
+
+class Threads(pl.Callback):
+    """Applies the job's thread count in every rank after Lightning's DDP launcher set its own."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        apply_threads(self.n)
 
 
 class PruningCallback(pl.Callback):

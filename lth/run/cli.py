@@ -24,13 +24,16 @@ from lth.run.job_dir import RunDirectory
 from lth.run.resume import NO_JOB, is_rank_zero, pinned_argv
 
 
+def _no_litlogger_advert(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
 def quiet_third_party_noise(verbose: bool = False) -> None:
     """Keep the console to lth's own lines: Lightning's device lines, tips and hints, matplotlib's font
     cache note, and wandb's banners, history and summary stay off unless ``verbose``
-    (``trainer.verbose=true``). Lightning's
-    advert for its LitLogger and the FutureWarning it triggers through torch's ``LeafSpec`` always go."""
-    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    rank_zero.addFilter(lambda record: "litlogger" not in record.getMessage())
+    (``trainer.verbose=true``). Lightning's advert for its LitLogger and the FutureWarning it triggers
+    through torch's ``LeafSpec`` always go."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_litlogger_advert)  # once
     for name in ("pytorch_lightning.utilities.rank_zero", "matplotlib"):  # device lines; font cache built
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     warnings.filterwarnings(

@@ -31,6 +31,7 @@ from lth.lottery.restarts import PRUNED_WEIGHTS, STRATEGIES
 from lth.lottery.ticket import OUTPUT_LAYER
 from lth.models.initializers import INITIALIZERS
 from lth.models.teacher import TEACHER_WEIGHTS
+from lth.run.threads import trainer_checks
 from lth.run.ticket import ticket_source
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
@@ -129,6 +130,7 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("train.checkpoint_every", _int_in(1)))
     checks.append(("trainer.precision", _one_of(PRECISIONS)))
     checks.append(("trainer.verbose", ((lambda v: isinstance(v, bool)), "true or false")))
+    checks += trainer_checks(cfg)
     if "gradient_clip_val" in cfg.trainer:  # lth writes its optimizer steps out; Lightning clips none
         checks.append(("trainer.gradient_clip_val", ((lambda v: v is None), "null")))
     if "accumulate_grad_batches" in cfg.trainer:

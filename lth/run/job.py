@@ -43,7 +43,7 @@ from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.record import ANALYSIS
 from lth.lottery.supermask import LearnedSupermask
 from lth.models import IncompatibleInput, make_teacher
-from lth.run.callback import PruningCallback
+from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.run.config import check_config, check_tensor_names
 from lth.run.console import LotteryProgressBar, print_results
@@ -52,6 +52,7 @@ from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
+from lth.run.threads import apply_threads, job_threads, lightning_kwargs
 from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
 
@@ -59,7 +60,6 @@ log = logging.getLogger("lth")
 
 TEACHER_KEYS = ("hidden", "teacher_weights")  # data=teacher_student keys that describe the teacher network
 LTH_DATA_KEYS = ("label_noise",)  # keys of the data group that lth applies, not the datamodule's constructor
-LTH_TRAINER_KEYS = ("verbose",)  # keys of the trainer group that are lth's, not pytorch_lightning.Trainer's
 
 
 def choice(cfg: DictConfig, group: str) -> str:
@@ -168,6 +168,8 @@ def build_job(cfg: DictConfig) -> Job:
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
+    threads = job_threads(cfg.trainer, model)
+    apply_threads(threads)
     check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
@@ -199,11 +201,12 @@ def build_job(cfg: DictConfig) -> Job:
     )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
-        **{k: v for k, v in cfg.trainer.items() if k not in LTH_TRAINER_KEYS},
+        **lightning_kwargs(cfg.trainer),
         max_steps=budget.max_steps(cfg.prune.levels),
         logger=instantiate(cfg.logger) if cfg.logger else False,
         callbacks=[
             callback,
+            Threads(threads),
             RotatingCheckpoint(run_dir.checkpoint_dir, callback),
             *([LotteryProgressBar(lottery)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
