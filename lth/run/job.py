@@ -35,7 +35,7 @@ from lth.lottery import (
     Restart,
     prunable_weight_names,
 )
-from lth.lottery.lottery import Analysis
+from lth.lottery.lottery import Analysis, Evaluate, Split
 from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.supermask import LearnedSupermask
 from lth.models import IncompatibleInput, make_teacher
@@ -129,6 +129,33 @@ def level_analyses(datamodule: InMemoryDataModule) -> dict[str, Analysis]:
     }
 
 
+def build_lottery(
+    cfg: DictConfig,
+    network: MaskedNetwork,
+    budget: Budget,
+    datamodule: InMemoryDataModule,
+    build_model: Callable[[int], nn.Module],
+    data: Callable[[str], Split],
+    evaluate: Evaluate,
+) -> Lottery:
+    """The lottery of the job ``cfg`` over ``network``, with its ``data`` splits and ``evaluate``."""
+    model = network.model
+    return Lottery(
+        network,
+        levels=cfg.prune.levels,
+        budget=budget,
+        cost=ForwardCost(model, datamodule.input_shape),
+        eval_every=cfg.train.eval_every,
+        plan=pruning_plan(cfg, model, network.prunable),
+        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
+        fresh_state=lambda seed: build_model(seed).state_dict(),
+        data=data,
+        evaluate=evaluate,
+        batch_size=cfg.train.batch_size,
+        analyses=level_analyses(datamodule),
+    )
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
@@ -159,20 +186,7 @@ def build_job(cfg: DictConfig) -> Job:
     module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
     run_dir = RunDirectory(cfg.paths.output_dir)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
-    lottery = Lottery(
-        network,
-        levels=cfg.prune.levels,
-        budget=budget,
-        cost=ForwardCost(model, datamodule.input_shape),
-        eval_every=cfg.train.eval_every,
-        plan=pruning_plan(cfg, model, prunable),
-        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
-        fresh_state=lambda seed: build_model(seed).state_dict(),
-        data=datamodule.split,
-        evaluate=module.evaluate,
-        batch_size=cfg.train.batch_size,
-        analyses=level_analyses(datamodule),
-    )
+    lottery = build_lottery(cfg, network, budget, datamodule, build_model, datamodule.split, module.evaluate)
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
         **{k: v for k, v in cfg.trainer.items() if k not in LTH_TRAINER_KEYS},
@@ -219,12 +233,20 @@ def execute(job: Job) -> list[dict[str, Any]]:
     return [r.to_dict() for r in state.records]
 
 
-def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run one lottery job and return its per-level records; a finished job is not run again."""
+def run(cfg: DictConfig) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Run one lottery job and return its per-level records (with ``train.replicates`` > 1: each
+    replicate's); a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    replicates = cfg.train.replicates
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
+        if replicates > 1:
+            return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
+    if replicates > 1:
+        from lth.run.replicates import build_replicates, execute_replicates
+
+        return execute_replicates(build_replicates(cfg))
     return execute(build_job(cfg))
