@@ -10,8 +10,8 @@ is its own), gradients and weights masked by one fused multiply each. SGD, Adam 
 elementwise, so one optimizer over the stacked tensors steps each replicate exactly as alone.
 
 The step reads no tensor value on the host (no ``.item()``, no branching on values): a replicate that
-diverged is excluded from the loss by ``torch.where`` on the ``alive`` flags, and its weights stay put
-(its gradients are zero).
+diverged is excluded from the loss by ``torch.where`` on the ``alive`` flags (its gradients are zero),
+and its weights are put back after every step (momentum and weight decay would move them).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class StackedNetworks:
         self.masks = {n: torch.stack([net.mask(n) for net in self.networks]) for n in self.prunable}
         self.factors = {n: torch.stack([net.factor(n) for net in self.networks]) for n in self.prunable}
         self.alive = torch.ones(len(models), dtype=torch.bool)  # False once a replicate diverged
+        self.frozen: dict[int, dict[str, Tensor]] = {}  # the weights of each diverged replicate
         self._bind_views()
 
     def _bind_views(self) -> None:
@@ -96,6 +97,7 @@ class StackedNetworks:
         self.mask_gradients()
         optimizer.step()
         self.apply_masks()
+        self._hold_frozen()
         return losses.detach()
 
     @torch.no_grad()
@@ -113,8 +115,15 @@ class StackedNetworks:
         torch._foreach_mul_([self.params[n] for n in self.prunable], [self.factors[n] for n in self.prunable])
 
     def freeze(self, k: int) -> None:
-        """Replicate ``k`` diverged: it no longer trains."""
+        """Replicate ``k`` diverged: it no longer trains, its weights stay as they are now."""
         self.alive[k] = False
+        self.frozen[k] = {name: p.detach()[k].clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def _hold_frozen(self) -> None:
+        for k, weights in self.frozen.items():
+            for name, value in weights.items():
+                self.params[name][k].copy_(value)
 
     # --- resuming ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, dict[str, Tensor]]:
@@ -123,6 +132,9 @@ class StackedNetworks:
             "buffers": {n: b.clone() for n, b in self.buffers.items()},
             "masks": {n: m.clone() for n, m in self.masks.items()},
             "alive": {"alive": self.alive.clone()},
+            "frozen": {
+                f"{k}/{name}": value for k, weights in self.frozen.items() for name, value in weights.items()
+            },
         }
 
     @torch.no_grad()
@@ -131,5 +143,9 @@ class StackedNetworks:
             for name, tensor in getattr(self, part).items():
                 tensor.copy_(state[part][name])
         self.alive.copy_(state["alive"]["alive"])
+        self.frozen = {}
+        for key, value in state["frozen"].items():
+            k, _, name = key.partition("/")
+            self.frozen.setdefault(int(k), {})[name] = value.to(self.alive.device)
         for name in self.prunable:
             self.factors[name].copy_(self.masks[name])
