@@ -33,8 +33,14 @@ from lth.data.vision import IDX_FILES
 from lth.lottery.optim import build_optimizer
 from lth.run.config import CONF_DIR
 from lth.run.job import Job, build_job, execute
+from lth.run.replicates import build_replicates, train
 
 TARGET_RATIO = 1.3
+REPLICATE_TARGET = 3.0  # K=8 stacked vs 8 sequential jobs, MNIST-1D MLP, on a 2-core CPU
+REPLICATE_MODELS = {  # name: (overrides, steps of a single job, lottery-steps of a stack)
+    "MNIST-1D MLP": (["data=mnist1d", "model=mlp", "train.batch_size=128"], 1000, 16000),
+    "LeNet-300-100": (["data=mnist", "model=lenet300_100", "train.batch_size=60"], 300, 2400),
+}
 
 
 def write_random_mnist(root: Path, seed: int) -> None:
@@ -159,19 +165,97 @@ def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
     return Round(rates(last - first, start, end), raw, fetch_seconds(job, steps), records[1]["wall_s"])
 
 
+def replicate_cfg(root: Path, overrides: list[str], steps: int, replicates: int) -> Any:
+    output = Path(tempfile.mkdtemp(dir=root, prefix="run_"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"data.root={root}",
+                *overrides,
+                "optim=adam",
+                f"train.steps={steps}",
+                f"train.eval_every={steps}",
+                f"train.replicates={replicates}",
+                "train.checkpoint_every=null",
+                "prune.levels=0",
+                "logger=none",
+                "trainer=cpu",
+                "trainer.enable_progress_bar=false",
+                f"paths.output_dir={output}",
+            ],
+        )
+
+
+def single_job_rate(root: Path, overrides: list[str], steps: int) -> float:
+    """Steps/s of one lth job (= lottery-steps/s of K of them in sequence): its training batches, by
+    wall clock, without start-up and final evaluation."""
+    job = build_job(replicate_cfg(root, overrides, steps, 1))
+    clock = StepClock()
+    job.trainer.callbacks.append(clock)
+    execute(job)
+    (first, start), (last, end) = clock.times[0], clock.times[-2]
+    return (last - first) / (end[0] - start[0])
+
+
+def stacked_rate(root: Path, overrides: list[str], steps: int, replicates: int) -> float:
+    """Lottery-steps/s of K replicates trained as one stack, by wall clock, with their final evaluation."""
+    job = build_replicates(replicate_cfg(root, overrides, steps, replicates))
+    start = time.perf_counter()
+    train(job)
+    return replicates * steps / (time.perf_counter() - start)
+
+
+def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
+    """Lottery-steps/s of K stacked replicates against K sequential jobs, for each model, at ``threads``."""
+    torch.set_num_threads(threads)
+    lines = [f"replicates: lottery-steps/s, Adam, {threads} thread(s), torch {torch.__version__}"]
+    lines.append(f"  {'model':<16}{'sequential':>12}" + "".join(f"{f'K={k}':>16}" for k in sizes))
+    verdict = ""
+    for name, (overrides, steps, lottery_steps) in REPLICATE_MODELS.items():
+        sequential = single_job_rate(root, overrides, steps)
+        cells = []
+        for k in sizes:
+            rate = stacked_rate(root, overrides, max(20, lottery_steps // k), k)
+            cells.append(f"{rate:8.0f} ({rate / sequential:4.1f}x)")
+            if name == "MNIST-1D MLP" and k == 8 and threads == 2:
+                ok = rate / sequential >= REPLICATE_TARGET
+                verdict = f"  K=8 MLP, 2 threads: {rate / sequential:.1f}x (target >= {REPLICATE_TARGET}x: {'ok' if ok else 'MISSED'})"
+        lines.append(f"  {name:<16}{sequential:12.0f}" + "".join(f"{c:>16}" for c in cells))
+    return lines + ([verdict] if verdict else [])
+
+
+def replicates_main(threads: list[int], sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_mnist(Path(tmp), seed=0)
+        for n in threads:
+            print("\n".join(replicate_table(Path(tmp), n, sizes)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="lth + raw rounds; medians are reported (default 3)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1], help="torch threads (default 1; --replicates: each)"
+    )
     parser.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     parser.add_argument(
         "overrides", nargs="*", help="extra lth config overrides, e.g. trainer.enable_progress_bar=false"
     )
+    parser.add_argument(
+        "--replicates",
+        action="store_true",
+        help="instead: lottery-steps/s of K stacked replicates vs K sequential jobs (MLP, LeNet-300-100)",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.replicates:
+        replicates_main(args.threads, args.sizes)
+        return
+    torch.set_num_threads(args.threads[0])
     header = f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
     with tempfile.TemporaryDirectory() as tmp:
         write_random_mnist(Path(tmp), seed=0)

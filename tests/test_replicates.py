@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from lth.errors import ConfigError
+from lth.lottery import prunable_weight_names
+from lth.lottery.stacked import StackedNetworks
+from lth.models import MLP
 from lth.report import report
 from lth.run.config import check_config
 from lth.run.job import build_job, execute, run
@@ -181,3 +185,13 @@ def test_the_stacked_step_runs_on_cuda(make_cfg: Callable[..., DictConfig]) -> N
     assert all(lottery.state.status == "complete" for lottery in job.lotteries)
     masks = job.stacked.networks[0].mask_dict()
     assert all(m.is_cuda for m in masks.values()) and masks[next(iter(masks))].float().mean() < 1
+
+
+def test_the_batched_matmul_and_the_vmap_forward_give_each_replicate_its_own_loss() -> None:
+    models = [MLP((40,), 10, [16, 8]) for _ in range(3)]
+    x, y = torch.randn(3, 5, 40), torch.randint(0, 10, (3, 5))
+    alone = torch.stack([F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(models)])
+    stacked = StackedNetworks(models, prunable_weight_names(models[0]))
+    assert stacked.chain
+    torch.testing.assert_close(stacked.losses(x, y, F.cross_entropy), alone)
+    torch.testing.assert_close(stacked.vmapped_losses(x, y, F.cross_entropy), alone)

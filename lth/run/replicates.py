@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from lth.data.memory import ReplicateData
 from lth.errors import ConfigError
 from lth.lottery import Budget, Lottery, prunable_weight_names
-from lth.lottery.lottery import Evaluate
+from lth.lottery.lottery import Evaluate, LotteryState
 from lth.lottery.optim import build_optimizer, lr_factor
 from lth.lottery.stacked import StackedNetworks
 from lth.run.checkpointing import LAST, install_checkpoint, remove_checkpoints, resumable_checkpoint
@@ -91,12 +91,11 @@ class Replicates:
     loss: Callable[..., Tensor]
     run_dir: RunDirectory
     run_dirs: list[RunDirectory]
+    lr_factor: Callable[[int, int], float]
 
-    def lr(self, step: int) -> float:
-        """The learning rate of the step after ``step`` (the level's schedule, as in a single job)."""
-        state = next(lottery.state for lottery in self.lotteries if not lottery.finished)
-        factor = lr_factor(self.cfg.optim.schedule, self.cfg.optim.warmup_steps)
-        return self.cfg.optim.lr * factor(step - state.level_start, state.level_steps)
+    def lr(self, step: int, state: LotteryState) -> float:
+        """The learning rate of the step after ``step`` in the level of ``state`` (as in a single job)."""
+        return self.optimizer.defaults["lr"] * self.lr_factor(step - state.level_start, state.level_steps)
 
 
 def build_replicates(cfg: DictConfig) -> Replicates:
@@ -137,7 +136,8 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     run_dirs = [RunDirectory(c.paths.output_dir) for c in configs]
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     run_dir = RunDirectory(cfg.paths.output_dir)
-    return Replicates(resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs)
+    factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
+    return Replicates(resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor)
 
 
 def save_checkpoint(job: Replicates, step: int) -> None:
@@ -173,17 +173,18 @@ def restore(job: Replicates) -> int:
 def train(job: Replicates) -> None:
     """Train every replicate until all are finished, writing each one's files as its levels end."""
     step, every = restore(job), job.cfg.train.checkpoint_every
-    for lottery in job.lotteries:
+    for lottery, run_dir in zip(job.lotteries, job.run_dirs, strict=True):
+        run_dir.path.mkdir(parents=True, exist_ok=True)
         lottery.start()
     batches = job.data.batches(step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
         steps = min(lottery.steps_until_event(step, MAX_STEPS_PER_BATCH) for lottery in live)
         steps = min(steps, every - step % every) if every else steps
-        losses = []
+        losses, level = [], live[0].state
         for _ in range(steps):
             for group in job.optimizer.param_groups:
-                group["lr"] = job.lr(step)
+                group["lr"] = job.lr(step, level)
             x, y = next(batches)
             losses.append(job.stacked.step(x, y, job.loss, job.optimizer))
             step += 1
