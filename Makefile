@@ -33,8 +33,9 @@ report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SW
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(STAMP)  ## time lth's training step against a hand-written PyTorch loop (1 thread; ARGS="--threads 2")
+bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--threads 2"), then the replicate table
 	$(PY) -m lth.bench $(ARGS)
+	$(PY) -m lth.bench --replicates --threads 1 2
 
 lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check lth tests
