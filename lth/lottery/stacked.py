@@ -66,7 +66,7 @@ class StackedNetworks:
         self.masks = {n: torch.stack([net.mask(n) for net in self.networks]) for n in self.prunable}
         self.factors = {n: torch.stack([net.factor(n) for net in self.networks]) for n in self.prunable}
         self.alive = torch.ones(len(models), dtype=torch.bool)  # False once a replicate diverged
-        self.frozen: dict[int, dict[str, Tensor]] = {}  # the weights of each diverged replicate
+        self.held: dict[int, dict[str, Tensor]] = {}  # the weights each diverged replicate is held at
         self._bind_views()
 
     def _bind_views(self) -> None:
@@ -126,7 +126,7 @@ class StackedNetworks:
         self.mask_gradients()
         optimizer.step()
         self.apply_masks()
-        self._hold_frozen()
+        self._hold_diverged()
         return losses.detach()
 
     @torch.no_grad()
@@ -146,11 +146,11 @@ class StackedNetworks:
     def freeze(self, k: int) -> None:
         """Replicate ``k`` diverged: it no longer trains, its weights stay as they are now."""
         self.alive[k] = False
-        self.frozen[k] = {name: p.detach()[k].clone() for name, p in self.params.items()}
+        self.held[k] = {name: p.detach()[k].clone() for name, p in self.params.items()}
 
     @torch.no_grad()
-    def _hold_frozen(self) -> None:
-        for k, weights in self.frozen.items():
+    def _hold_diverged(self) -> None:
+        for k, weights in self.held.items():
             for name, value in weights.items():
                 self.params[name][k].copy_(value)
 
@@ -161,8 +161,8 @@ class StackedNetworks:
             "buffers": {n: b.clone() for n, b in self.buffers.items()},
             "masks": {n: m.clone() for n, m in self.masks.items()},
             "alive": {"alive": self.alive.clone()},
-            "frozen": {
-                f"{k}/{name}": value for k, weights in self.frozen.items() for name, value in weights.items()
+            "held": {
+                f"{k}/{name}": value for k, weights in self.held.items() for name, value in weights.items()
             },
         }
 
@@ -172,9 +172,9 @@ class StackedNetworks:
             for name, tensor in getattr(self, part).items():
                 tensor.copy_(state[part][name])
         self.alive.copy_(state["alive"]["alive"])
-        self.frozen = {}
-        for key, value in state["frozen"].items():
+        self.held = {}
+        for key, value in state["held"].items():
             k, _, name = key.partition("/")
-            self.frozen.setdefault(int(k), {})[name] = value.to(self.alive.device)
+            self.held.setdefault(int(k), {})[name] = value.to(self.alive.device)
         for name in self.prunable:
             self.factors[name].copy_(self.masks[name])
