@@ -1,16 +1,17 @@
 """Aggregate a sweep (or a single run) directory into tables and plots, from the jobs' own files only.
 
 ``python -m lth.report <sweep or run dir> [--out DIR]`` reads each job's ``results.jsonl``,
-``.hydra/overrides.yaml``, ``DONE``, ``config.yaml`` and, if there, ``curves.jsonl`` (never W&B), groups
+``.hydra/overrides.yaml``, ``DONE``, ``config.yaml`` and, if there, ``curves.jsonl`` and ``meta.json`` (never W&B), groups
 the jobs by every override that varies across them except ``seed``, and aggregates each level over the
 seeds of a group (mean, sample std, n). Only levels with status ``ok`` enter the aggregates; every job
 that is not complete (no ``DONE``: unfinished or killed; or a ``DONE`` status other than ``complete``) or
 has a level that is not ``ok`` is listed under "Problems". A job whose ``results.jsonl`` or ``DONE`` is
-damaged is skipped with a one-line warning (and listed under "Problems"). Writes into ``<dir>/report/``:
+damaged is skipped with a one-line warning (and listed under "Problems"). The code and library versions
+the jobs ran with (``meta.json``) are listed, with a warning when they differ. Writes into ``<dir>/report/``:
 
 ```
 summary.csv      one row per group and level: weights_remaining, n, <metric>_mean, <metric>_std
-summary.md       the same as a Markdown table, plus the problems
+summary.md       the same as a Markdown table, plus the provenance and the problems
 jobs.csv         one row per job: path, the grouping overrides, seed, status, levels recorded, problem
 accuracy.png     test accuracy at the end of training and at early stop vs. percent of weights remaining
 early_stop.png   early-stop iteration vs. percent of weights remaining
@@ -44,7 +45,7 @@ from omegaconf import OmegaConf
 
 from lth.lottery.record import REPORT_METRICS as METRICS
 from lth.run.naming import natural_key
-from lth.run.readers import DamagedFile, read_job_files
+from lth.run.readers import DamagedFile, read_job_files, read_meta
 
 IGNORED_KEYS = ("seed", "train.replicates")  # replicates are seeds
 CURVES_FILE = "curves.jsonl"
@@ -75,6 +76,7 @@ class Job:
     records: list[dict[str, Any]]
     done: dict[str, Any] | None
     damage: str | None = None  # why its files cannot be read; the job is skipped
+    meta: dict[str, Any] | None = None  # its meta.json (None: absent or damaged)
 
     @property
     def status(self) -> str:
@@ -122,9 +124,14 @@ def load_job(path: Path) -> Job:
     if stack != path:
         parsed |= {"seed": str(read_config(path).get("seed", ""))}
     try:
-        return Job(path, parsed, *read_job_files(path))
+        job = Job(path, parsed, *read_job_files(path))
     except DamagedFile as exc:
         return Job(path, parsed, [], None, damage=str(exc).removeprefix("lth: "))
+    try:
+        job.meta = read_meta(path / "meta.json")
+    except DamagedFile as exc:  # the results stand; only their provenance is unknown
+        print(f"lth.report: warning: {str(exc).removeprefix('lth: ')}", file=sys.stderr)
+    return job
 
 
 def find_jobs(root: Path) -> list[Job]:
@@ -314,10 +321,64 @@ def markdown(keys: Sequence[str], rows: Sequence[Row], jobs: Sequence[Job], root
             _pm(*r.stats["early_stop_step"], digits=0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += provenance_markdown(provenance(jobs, root), jobs)
     problems = [(job, job.problem) for job in jobs if job.problem]
     lines += ["", "## Problems", ""]
     lines += [f"- `{job.path.relative_to(root)}`: {problem}" for job, problem in problems] or ["none"]
     return "\n".join(lines) + "\n"
+
+
+# --- provenance: the code and library versions the jobs ran with ------------------------------------
+
+
+def provenance_values(meta: Mapping[str, Any]) -> dict[str, str]:
+    """One start's code and versions by label: ``lth``, ``commit`` (12 hex digits, `` (dirty)`` with
+    uncommitted changes, ``none`` outside a git checkout), ``python``, ``torch``, ..."""
+    commit = meta.get("git_commit")
+    text = "none" if commit is None else str(commit)[:12] + (" (dirty)" if meta.get("git_dirty") else "")
+    versions = {name: str(version) for name, version in (meta.get("versions") or {}).items()}
+    return {"lth": str(meta.get("lth_version")), "commit": text} | versions
+
+
+def provenance(jobs: Sequence[Job], root: Path) -> dict[str, dict[str, list[str]]]:
+    """For each label, each value the jobs ran with and the jobs (relative paths) that ran with it; a
+    resumed job counts every start."""
+    found: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for job in jobs:
+        for start in (job.meta or {}).get("starts") or ([job.meta] if job.meta else []):
+            for key, value in provenance_values(start).items():
+                names = found[key].setdefault(value, [])
+                if str(job.path.relative_to(root)) not in names:
+                    names.append(str(job.path.relative_to(root)))
+    return dict(found)
+
+
+def _count(names: Sequence[str]) -> str:
+    return f"{len(names)} job" + "s" * (len(names) != 1)
+
+
+def provenance_warnings(found: Mapping[str, Mapping[str, Sequence[str]]]) -> list[str]:
+    """One line for each label whose value differs between the jobs."""
+    return [
+        f"the jobs ran with different {key}: " + ", ".join(f"{v} ({_count(n)})" for v, n in values.items())
+        for key, values in found.items()
+        if len(values) > 1
+    ]
+
+
+def provenance_markdown(found: Mapping[str, Mapping[str, Sequence[str]]], jobs: Sequence[Job]) -> list[str]:
+    """The Provenance section: one line per label, the jobs of each value where they differ."""
+    lines = ["", "## Provenance", ""]
+    for key, values in found.items():
+        if len(values) == 1:
+            lines.append(f"- {key}: {next(iter(values))}")
+            continue
+        lines.append(f"- **{key} differs**:")
+        lines += [f"  - {value}: " + ", ".join(f"`{n}`" for n in names) for value, names in values.items()]
+    unknown = [job for job in jobs if job.meta is None and not job.damage]
+    if unknown:
+        lines.append(f"- unknown (no readable meta.json): {_count(unknown)}")
+    return lines
 
 
 # --- groups: n and line style ---------------------------------------------------------------------------
@@ -565,6 +626,8 @@ def report(root: Path, out: Path | None = None) -> Path:
         print(f"lth.report: warning: skipping a job: {job.damage}", file=sys.stderr)
     if damaged:
         print(f"lth.report: skipped {len(damaged)} job(s) with damaged files", file=sys.stderr)
+    for warning in provenance_warnings(provenance(jobs, root)):
+        print(f"lth.report: warning: {warning}", file=sys.stderr)
     out = out or root / "report"
     out.mkdir(parents=True, exist_ok=True)
     configs = {job.path: read_config(job.path) for job in jobs}

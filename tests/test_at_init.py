@@ -90,7 +90,7 @@ def test_pruning_at_init_trains_the_sparse_net_once(make_cfg: Callable[..., Dict
     assert sum(int(m.sum()) for m in masks.values()) == total - round(0.9 * total) == 1500
     assert record["level"] == 0 and record["weights_remaining"] == 0.1 and record["status"] == "ok"
     assert record["test_acc"] > 0.25  # trained: chance is 0.1
-    weights = torch.load(job.run_dir.level_dir(0) / "weights.pt", weights_only=True)
+    weights = job.run_dir.load_state(0)
     assert all(torch.all(weights[n][~m] == 0) for n, m in masks.items())
     # the scores of theta_0, not a random draw: the same call on theta_0 gives the same masks
     model = job.module.network.model

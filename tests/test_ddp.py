@@ -22,7 +22,7 @@ JOB = [
 def test_ddp_on_two_cpu_processes_matches_the_single_process_run(lth_cli, tmp_path: Path) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert lth_cli(*JOB, f"hydra.run.dir={single}").returncode == 0
-    proc = lth_cli(*JOB, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={ddp}")
+    proc = lth_cli(*JOB, "trainer=ddp", "trainer.devices=2", "trainer.verbose=true", f"hydra.run.dir={ddp}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Starting with 2 processes" in proc.stderr + proc.stdout
     # rank 0 alone writes the job's files (rank 1 keeps only Hydra's log of its own)

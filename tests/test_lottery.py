@@ -64,10 +64,11 @@ def assert_states_equal(a: State, b: State) -> None:
 def magnitude_masks(cfg: DictConfig, job, level: int) -> State:
     """The masks magnitude pruning derives from the weights saved at the end of ``level``."""
     run_dir = job.run_dir
-    weights = torch.load(run_dir.level_dir(level) / "weights.pt", weights_only=True)
+    masks = run_dir.load_masks(level)
+    weights = {name: tensor for name, tensor in run_dir.load_state(level).items() if name in masks}
     rates = tensor_rates(cfg.prune, job.module.network.model, job.module.network.prunable)
     scores = score("magnitude", weights, weights)
-    return prune_masks(scores, run_dir.load_masks(level), rates, cfg.prune.scope, cfg.prune.rate)
+    return prune_masks(scores, masks, rates, cfg.prune.scope, cfg.prune.rate)
 
 
 def test_results_files_follow_the_contract(make_cfg: Callable[..., DictConfig]) -> None:
@@ -135,7 +136,7 @@ def test_pruned_weights_and_their_optimizer_state_stay_exactly_zero(
             if value.shape == mask.shape:  # momentum_buffer / exp_avg / exp_avg_sq
                 assert torch.all(value[~mask] == 0)
     for level in (1, 2):
-        weights = torch.load(job.run_dir.level_dir(level) / "weights.pt", weights_only=True)
+        weights = job.run_dir.load_state(level)
         masks = job.run_dir.load_masks(level)
         assert all(torch.all(weights[n][~masks[n]] == 0) for n in masks)
 

@@ -83,7 +83,7 @@ def test_a_plain_pytorch_loop_drives_the_lottery_to_the_masks_of_a_lightning_run
     assert step == 90 and [r.level for r in lottery.state.records] == [0, 1, 2]
     for level, (masks, weights) in enumerate(ends):
         expected_masks = saved.load_masks(level)
-        expected_weights = torch.load(saved.level_dir(level) / "weights.pt", weights_only=True)
+        expected_weights = saved.load_state(level)
         for name in network.prunable:
             assert torch.equal(masks[name], expected_masks[name]), (level, name)
             assert torch.equal(weights[name], expected_weights[name]), (level, name)

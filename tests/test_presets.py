@@ -19,6 +19,7 @@ PRESETS = {
     "frankle_conv4": ("CIFAR10DataModule", "conv4", "adam", 3e-4, 25000, 0.1),
     "frankle_conv6": ("CIFAR10DataModule", "conv6", "adam", 3e-4, 30000, 0.15),
     "liu_lr": ("MNISTDataModule", "lenet300_100", "sgd", 0.1, 10000, None),
+    "ticket_transfer": ("FashionMNISTDataModule", "lenet300_100", "adam", 1.2e-3, 10000, None),
 }
 
 
@@ -140,3 +141,49 @@ def test_liu_scratch_trains_the_filter_pruned_vgg_for_the_same_steps_or_the_same
     assert [layers[f"features.conv{i}.weight"] for i in range(3, 8)] == [1.0] * 5
     assert [layers[f"features.conv{i}.weight"] for i in range(9, 14)] == [0.25] * 5
     assert layers["classifier.fc1.weight"] == 0.5
+
+
+def test_ticket_transfer_and_ticket_retrain_lr_train_a_found_ticket_as_their_commands_say(
+    tmp_path: Path,
+) -> None:
+    """The README's two ticket_transfer commands (a Fashion-MNIST ticket trained on MNIST), then the
+    ticket_retrain_lr sweep of that ticket: SGD and Adam at lr 0.01 and 0.1, each on the same batches."""
+    write_mnist(tmp_path / "fashion", train=200, test=50, seed=1)
+    write_mnist(tmp_path / "mnist", train=200, test=50, seed=2)
+    tiny = ["data.val_size=40", "train.steps=6", "train.eval_every=3", "logger=none"]
+    found = tmp_path / "tickets" / "fashion_lenet"
+    assert precheck(["-m", "experiment=ticket_retrain_lr"]) == (
+        "lth: invalid config: init.ticket.from=None; allowed: the directory of a finished lth job"
+    )
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        first = ["experiment=ticket_transfer", f"data.root={tmp_path / 'fashion'}", "prune.levels=2", *tiny]
+        execute(build_job(compose("config", overrides=[*first, f"paths.output_dir={found}"])))
+        second = [
+            "experiment=ticket_transfer",
+            "data=mnist",
+            f"data.root={tmp_path / 'mnist'}",
+            "init=ticket",
+        ]
+        second += [
+            f"init.ticket.from={found}",
+            "prune.levels=0",
+            *tiny,
+            f"paths.output_dir={tmp_path / 'mnist_run'}",
+        ]
+        (transferred,) = execute(build_job(compose("config", overrides=second)))
+        jobs = sweep_jobs(["experiment=ticket_retrain_lr", f"init.ticket.from={found}"])
+        retrained = {}
+        for n, job in enumerate(jobs):
+            more = [f"data.root={tmp_path / 'mnist'}", *tiny, f"paths.output_dir={tmp_path / str(n)}"]
+            cfg = compose("config", overrides=[*job, *more])
+            (retrained[cfg.optim.name, cfg.optim.lr],) = execute(build_job(cfg))
+    assert (transferred["level"], transferred["ticket_source"]["level"]) == (2, 2)
+    fc = (265_200 * 0.8**2 + 1_000 * 0.9**2) / 266_200  # two events: hidden 20%, output 10%
+    assert transferred["weights_remaining"] == pytest.approx(fc, abs=1e-3)
+    assert sorted(retrained) == [("adam", 0.01), ("adam", 0.1), ("sgd", 0.01), ("sgd", 0.1)]
+    assert {r["ticket_source"]["directory"] for r in retrained.values()} == {str(found)}
+    assert all(
+        r["level"] == 2 and r["weights_remaining"] == transferred["weights_remaining"]
+        for r in retrained.values()
+    )
+    assert len({r["test_loss"] for r in retrained.values()}) == 4  # four trainings

@@ -28,9 +28,8 @@ JOBS = {
 }
 
 
-def digest(path: Path) -> str:
-    """sha256 (16 hex digits) of a saved tensor dict: names and raw bytes, in name order."""
-    tensors = torch.load(path, weights_only=True)
+def digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex digits) of a tensor dict: names and raw bytes, in name order."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         h.update(name.encode())
@@ -39,11 +38,20 @@ def digest(path: Path) -> str:
 
 
 def fingerprint(run: Path) -> dict:
-    """Everything a job wrote that must not change: its records (less wall time), masks, weights, DONE."""
+    """Everything a job wrote that must not change: its records (less wall time), masks, weights, DONE.
+
+    A level's ``state.pt`` (the full model state) is digested as ``weights.pt``, the file it replaced:
+    its prunable tensors (those of ``masks.pt``), so the stored reference still applies."""
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     for record in records:
         record.pop("wall_s")
-    files = {str(p.relative_to(run)): digest(p) for p in sorted(run.glob("levels/*/*.pt"))}
+    files = {}
+    for path in sorted(run.glob("levels/*/*.pt")):
+        tensors = torch.load(path, weights_only=True)
+        if path.name == "state.pt":
+            prunable = torch.load(path.with_name("masks.pt"), weights_only=True)
+            path, tensors = path.with_name("weights.pt"), {name: tensors[name] for name in prunable}
+        files[str(path.relative_to(run))] = digest(tensors)
     return {
         "torch": torch.__version__,
         "records": records,

@@ -85,7 +85,10 @@ def test_the_job_directory_holds_one_job_directory_per_replicate_and_reports_the
     for k in range(3):
         job = out / f"replicate_{k}"
         assert (job / "results.jsonl").exists() and (job / "curves.jsonl").exists()
-        assert (job / "levels" / "level_01" / "masks.pt").exists()
+        assert (job / "levels" / "level_01" / "masks.pt").exists() and (
+            job / "levels" / "level_01" / "state.pt"
+        ).exists()
+        assert (job / "init.pt").exists() and json.loads((job / "meta.json").read_text())["end_time"]
         assert json.loads((job / "DONE").read_text()) == {"status": "complete", "levels": 2}
         assert "seed: " + str(5 + k) in (job / "config.yaml").read_text()
     assert json.loads((out / "DONE").read_text())["status"] == "complete"
@@ -104,8 +107,8 @@ def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     execute_replicates(job)
     stack = tmp_path / "stack"
     assert json.loads((stack / "replicate_1" / "DONE").read_text()) == {"status": "diverged", "levels": 1}
-    at_divergence = torch.load(stack / "replicate_1" / "levels" / "level_00" / "weights.pt")
-    for name, weight in job.stacked.networks[1].weights().items():  # frozen: never trained again
+    at_divergence = RunDirectory(stack / "replicate_1").load_state(0)
+    for name, weight in job.stacked.networks[1].model_state().items():  # frozen: never trained again
         torch.testing.assert_close(weight, at_divergence[name], rtol=0, atol=0, equal_nan=True)
     assert json.loads((stack / "DONE").read_text())["status"] == "diverged"
     execute(build_job(make_cfg(f"paths.output_dir={tmp_path / 'single'}", *QUIET)))

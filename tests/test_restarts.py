@@ -80,6 +80,6 @@ def test_frozen_init_holds_pruned_weights_at_theta_0_through_training(
             assert torch.equal(state[name][~mask], theta_0[name][~mask]), name  # frozen, bit for bit
             assert not torch.equal(state[name][mask], theta_0[name][mask])  # survivors train
     for level in (1, 2):
-        weights = torch.load(job.run_dir.level_dir(level) / "weights.pt", weights_only=True)
+        weights = job.run_dir.load_state(level)
         masks = job.run_dir.load_masks(level)
         assert all(torch.equal(weights[n][~masks[n]], theta_0[n][~masks[n]]) for n in masks)

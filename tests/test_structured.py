@@ -65,7 +65,7 @@ def test_neuron_pruning_retrained_from_scratch_end_to_end(make_cfg: Callable[...
     rows = masks["fc1.weight"].any(dim=1)
     assert int(rows.sum()) == 25 and torch.equal(masks["fc2.weight"].any(dim=0), rows)
     assert torch.equal(masks["fc3.weight"].any(dim=0), masks["fc2.weight"].any(dim=1))
-    weights = torch.load(job.run_dir.level_dir(2) / "weights.pt", weights_only=True)
+    weights = job.run_dir.load_state(2)
     assert torch.all(weights["fc1.weight"][~rows] == 0)
 
 

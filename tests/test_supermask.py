@@ -74,7 +74,7 @@ def test_learned_supermask_trains_only_the_scores_and_beats_chance(
     assert record["test_acc"] > 0.16
     # the learned mask on theta_0 is what was evaluated: the supermask accuracy is the test accuracy
     assert record["supermask_test_acc"] == record["test_acc"]
-    weights = torch.load(job.run_dir.level_dir(0) / "weights.pt", weights_only=True)
+    weights = job.run_dir.load_state(0)
     assert all(torch.equal(weights[n], theta_0[n]) for n in network.prunable)
 
 

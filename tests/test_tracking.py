@@ -18,6 +18,7 @@ from lth.lottery.record import SCALAR_FIELDS
 from lth.report import report
 from lth.run.job import build_job, execute, run
 from lth.run.loggers import LotteryWandbLogger
+from lth.run.provenance import run_config
 from tests.conftest import Crash, CrashAt
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
@@ -35,9 +36,12 @@ def offline_run(job: Path) -> tuple[Path, OfflineRun]:
 
 def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> None:
     records = read_records(job)
-    # the resolved config, as written beside the results
-    config = {k: v for k, v in run.config.items() if k != "_wandb"}
+    # the resolved config, as written beside the results, and the provenance of meta.json under meta/
+    config = {k: v for k, v in run.config.items() if k != "_wandb" and not k.startswith("meta/")}
     assert config == OmegaConf.to_container(OmegaConf.load(job / "config.yaml"))
+    meta = {k: v for k, v in run.config.items() if k.startswith("meta/")}
+    assert meta == run_config(json.loads((job / "meta.json").read_text()))
+    assert meta["meta/versions/wandb"] == wandb.__version__ and meta["meta/wall_s"] > 0
     # one history row per level on the level axis, equal to results.jsonl
     levels = [row for row in run.history if "level/level" in row]
     assert len(levels) == len(records)
@@ -45,7 +49,7 @@ def assert_run_matches_results(job: Path, run_dir: Path, run: OfflineRun) -> Non
         for key, value in record.items():
             if key == "layers":
                 assert {k: row[f"level/layers/{k}"] for k in value} == value
-            elif key != "status":
+            elif key not in ("status", "ticket_source"):  # the level rows hold its numbers
                 assert row[f"level/{key}"] == value, key
     # per-step curves: every evaluation, the level's last one equal to its record
     evals = [row for row in run.history if "val/loss" in row]

@@ -153,6 +153,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         super().__init__()
         self.root, self.val_size, self.batch_size, self.seed = root, val_size, batch_size, seed
         self.splits: dict[str, Split] = {}
+        self.first_step = 0  # the stream's step at the trainer's step 0 (a ticket continues its source's)
 
     def load(self) -> dict[str, Split]:
         """Return ``{"train": (x, y), "test": (x, y)}``."""
@@ -187,7 +188,8 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _position(self) -> tuple[int, int, int]:
         trainer = self.trainer
-        return (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
+        step = self.first_step + (trainer.global_step if trainer else 0)
+        return (step, trainer.global_rank, trainer.world_size) if trainer else (step, 0, 1)
 
     def hold_on(self, device: torch.device) -> None:
         """Keep every split on ``device`` (moved once), so batches are indexed where they are used."""

@@ -2,7 +2,7 @@
 
 ``masks`` (MaskedNetwork), ``pruning`` (criteria, scopes, structured units), ``rates`` (per-tensor
 rates, unit readers), ``plan`` (a pruning event), ``at_init`` (SNIP, GraSP, SynFlow), ``restarts``
-(what survivors restart from), ``supermask`` (learned supermask), ``budget`` (steps per level, forward
+(what survivors restart from), ``ticket`` (another lottery's ticket), ``supermask`` (learned supermask), ``budget`` (steps per level, forward
 cost), ``record`` (the level record) and ``lottery`` (the state machine a training loop drives).
 """
 
@@ -12,6 +12,7 @@ from lth.lottery.masks import MaskedNetwork, prunable_weight_names
 from lth.lottery.plan import PruningPlan
 from lth.lottery.record import LevelRecord
 from lth.lottery.restarts import Restart
+from lth.lottery.ticket import Ticket
 
 __all__ = [
     "Budget",
@@ -23,5 +24,6 @@ __all__ = [
     "PruningPlan",
     "Restart",
     "StepOutcome",
+    "Ticket",
     "prunable_weight_names",
 ]

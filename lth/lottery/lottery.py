@@ -14,6 +14,10 @@ or a plain PyTorch loop) owns the optimizer and the data:
             lottery.next_level(step)                  # then: a fresh optimizer state and LR schedule
 
 Everything a resume needs is in ``state_dict()`` (plain types and tensors).
+
+Given a ``Ticket`` (another lottery's masks of one level and the weights it started from), the lottery
+continues that one from the ticket's level: ``start`` takes its theta_0, rewind point and masks, level
+numbers go on from the ticket's, and ``levels`` more pruning events follow.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from lth.lottery.masks import MaskedNetwork
 from lth.lottery.plan import PruningPlan, State
 from lth.lottery.record import LevelRecord
 from lth.lottery.restarts import Restart
+from lth.lottery.ticket import Ticket
 from lth.seeds import derived_seed
 
 Split = tuple[Tensor, Tensor]
@@ -99,7 +104,8 @@ def _finite_min_key(entry: Mapping[str, float]) -> float:
 
 
 class Lottery:
-    """One lottery over ``network``: ``levels`` pruning events after the first training."""
+    """One lottery over ``network``: ``levels`` pruning events after the first training (of ``ticket``,
+    if given)."""
 
     def __init__(
         self,
@@ -116,8 +122,10 @@ class Lottery:
         evaluate: Evaluate,
         batch_size: int,
         analyses: Mapping[str, Analysis] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         self.network, self.levels, self.budget, self.cost = network, levels, budget, cost
+        self.ticket = ticket
         self.eval_every, self.plan, self.restart, self.fresh_state = eval_every, plan, restart, fresh_state
         self.data, self.evaluate, self.batch_size = data, evaluate, batch_size
         self.analyses = dict(analyses or {})
@@ -128,6 +136,15 @@ class Lottery:
     @property
     def finished(self) -> bool:
         return self.state.status != "running"
+
+    @property
+    def rewinds(self) -> bool:
+        """Whether the survivors restart from a rewind point (``state.snapshot``) rather than theta_0."""
+        return self.restart.name == "rewind" or (self.ticket is not None and self.ticket.snapshot is not None)
+
+    @property
+    def last_level(self) -> int:
+        return self.levels + (self.ticket.level if self.ticket else 0)
 
     # --- resuming ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -143,11 +160,15 @@ class Lottery:
 
     # --- the schedule --------------------------------------------------------------------------
     def start(self, ranks: Ranks | None = None) -> None:
-        """Begin (or, after ``load_state_dict``, resume): theta_0, and the masks at init if planned."""
+        """Begin (or, after ``load_state_dict``, resume): theta_0 (or the ticket), and the masks at init if
+        planned."""
         self.ranks = ranks or OneProcess()
         network, state = self.network, self.state
         if state.theta_0 is None:
-            state.theta_0 = network.model_state()
+            if self.ticket is not None:
+                self._take(self.ticket)
+            else:
+                state.theta_0 = network.model_state()
             if self.plan.at_init is not None:
                 masks = self.plan.masks_at_init(network.model, network.mask_dict(), self.scoring_data())
                 self.ranks.agree(masks)
@@ -158,6 +179,18 @@ class Lottery:
         if state.snapshot is None and self.restart.snapshot_step == 0:
             state.snapshot = state.theta_0
         self._started = time.perf_counter()
+
+    def _take(self, ticket: Ticket) -> None:
+        """Start from ``ticket``: its level, theta_0, rewind point and masks, and its level's start weights."""
+        network, state = self.network, self.state
+        device = next(network.parameters()).device
+
+        def here(tensors: State | None) -> State | None:
+            return None if tensors is None else {k: v.to(device) for k, v in tensors.items()}
+
+        state.level, state.theta_0, state.snapshot = ticket.level, here(ticket.theta_0), here(ticket.snapshot)
+        network.set_masks(here(ticket.masks))
+        network.load_model_state(here(ticket.start))
 
     def scoring_data(self) -> Split:
         """``plan.batches`` batches of training examples (a seeded draw) for saliency at init."""
@@ -230,13 +263,14 @@ class Lottery:
             steps=done,
             wall_s=round(self._level_wall_s(), 3),
             status=status,
+            ticket_source=self.ticket.source if self.ticket else None,
         )
         summaries, tensors = {}, {}
         for name, analyse in self.analyses.items():
             summaries[name], tensors[name] = analyse(network.model)
         record = replace(record, analyses=summaries)
         state.records.append(record)
-        if status != "ok" or state.level == self.levels:
+        if status != "ok" or state.level == self.last_level:
             state.status = "complete" if status == "ok" else status
         return record, tensors
 

@@ -77,6 +77,13 @@ class LevelRecord:
         metadata=_shown("wall seconds of the level (training, evaluation, pruning)", "wall s")
     )
     status: str = field(metadata=_shown("ok, or diverged (non-finite training loss)", "status", console=True))
+    ticket_source: dict[str, Any] | None = field(
+        default=None,
+        metadata=_shown(
+            "init=ticket: the ticket's source (directory, level, weights_remaining, git_commit, git_dirty, "
+            "data_step); None otherwise"
+        ),
+    )
     analyses: dict[str, Any] = field(default_factory=dict, metadata={"doc": "per-level analyses by name"})
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,11 +94,12 @@ class LevelRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LevelRecord:
         names = {f.name for f in fields(cls)} - {"analyses"}
-        return cls(**{k: data[k] for k in names}, analyses={k: v for k, v in data.items() if k not in names})
+        known = {k: data[k] for k in names if k in data}  # records written before a field existed lack it
+        return cls(**known, analyses={k: v for k, v in data.items() if k not in names})
 
 
 FIELDS = tuple(f for f in fields(LevelRecord) if f.name != "analyses")
-SCALAR_FIELDS = tuple(f.name for f in FIELDS if f.name != "layers")
+SCALAR_FIELDS = tuple(f.name for f in FIELDS if f.name not in ("layers", "ticket_source"))
 """Columns of the W&B results table (then one ``layers/<tensor>`` column per prunable tensor)."""
 CONSOLE_FIELDS = tuple(f for f in FIELDS if f.metadata.get("console"))
 REPORT_METRICS = tuple(f.name for f in FIELDS if f.metadata.get("report"))

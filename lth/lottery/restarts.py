@@ -5,6 +5,8 @@
 - ``reinit``: keep the mask, draw fresh weights from the same initialiser (a new seed per level).
 - ``random_prune``: replace the mask by a random one with the same per-tensor survivor counts,
   nested in the previous mask, and reset to theta_0.
+- ``ticket``: the lottery starts from another one's ticket (``lth.lottery.ticket``); after each pruning
+  event the survivors restart from its rewind point, or its theta_0 (as ``rewind`` / ``winning_ticket``).
 - Zhou et al. 2019, applied to each prunable tensor (other tensors as ``winning_ticket``, or as
   ``reinit`` for ``signed_reinit``); a new permutation / draw per level:
   ``reshuffle`` (theta_0's kept values permuted among the kept positions), ``signed_constant``
@@ -46,7 +48,7 @@ WEIGHT_RULES: dict[str, WeightRule] = {
     "signed_reshuffle": lambda w_0, fresh, mask, g: w_0.sign() * _reshuffle(w_0, mask, g).abs(),
 }
 FRESH = ("reinit", "signed_reinit")
-STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune", *WEIGHT_RULES)
+STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune", "ticket", *WEIGHT_RULES)
 PRUNED_WEIGHTS = ("zero", "frozen_init")
 
 

@@ -2,7 +2,7 @@
 
 Before each training batch it sets how many optimizer steps the batch runs (up to the next step where
 the lottery or the checkpoint acts); after it, it hands the losses to the lottery, logs its
-evaluations, writes a finished level's files, and starts the next level with a fresh optimizer state
+evaluations, writes a finished level's files (and, once they exist, ``init.pt`` and ``rewind.pt``), and starts the next level with a fresh optimizer state
 and LR schedule. The lottery's state is part of every Lightning checkpoint.
 """
 
@@ -56,9 +56,16 @@ class PruningCallback(pl.Callback):
         self.lottery.load_state_dict(state_dict)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        first = self.lottery.state.level == 0 and not self.lottery.state.evals
+        first = not self.lottery.state.records and not self.lottery.state.evals
         self.lottery.start(TrainerRanks(trainer))
+        self._save_start_points(trainer)
         self._start_level(trainer, pl_module, log_ticket=first)
+
+    def _save_start_points(self, trainer: pl.Trainer) -> None:
+        """theta_0 and the rewind point, each once it exists (the rewind point: during level 0)."""
+        state = self.lottery.state
+        if trainer.is_global_zero and self.run_dir is not None and self.save_weights:
+            self.run_dir.save_start_points(state.theta_0, state.snapshot if self.lottery.rewinds else None)
 
     def _start_level(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, log_ticket: bool = True
@@ -99,9 +106,10 @@ class PruningCallback(pl.Callback):
             return
         network = lottery.network
         if trainer.is_global_zero and self.run_dir is not None:
-            weights = network.weights() if self.save_weights else None
-            self.run_dir.save_level(outcome.record.level, network.mask_dict(), weights, outcome.tensors)
+            state = network.model_state() if self.save_weights else None
+            self.run_dir.save_level(outcome.record.level, network.mask_dict(), state, outcome.tensors)
             self.run_dir.write_records(lottery.state.records)
+        self._save_start_points(trainer)
         loggers.log_level(trainer.loggers, outcome.record, step)
         if lottery.finished:
             trainer.should_stop = True

@@ -26,8 +26,10 @@ from lth.lottery.budget import BUDGETS
 from lth.lottery.optim import OPTIMIZERS, SCHEDULES
 from lth.lottery.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
 from lth.lottery.restarts import PRUNED_WEIGHTS, STRATEGIES
+from lth.lottery.ticket import OUTPUT_LAYER
 from lth.models.initializers import INITIALIZERS
 from lth.models.teacher import TEACHER_WEIGHTS
+from lth.run.ticket import ticket_source
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
 # full precision, or Lightning's autocast around each step (weights stay float32, so inputs need no cast)
@@ -148,6 +150,7 @@ def check_config(cfg: DictConfig) -> None:
         ]
     if cfg.prune.get("learned"):  # one run that trains the scores of frozen weights
         checks += [
+            ("init.name", _one_of(set(STRATEGIES) - {"ticket"})),
             ("prune.levels", _int_in(0, 0)),
             ("prune.at_init", ((lambda v: v is None), "null")),
             ("prune.structure", _one_of(["unstructured"])),
@@ -168,6 +171,19 @@ def check_config(cfg: DictConfig) -> None:
         checks += [("data.mirrors", MIRRORS), ("data.md5", MD5S)]
     if cfg.init.get("name") == "rewind":
         checks.append(("init.rewind_step", _int_in(0, steps)))
+    ticket = cfg.init.get("name") == "ticket"
+    if ticket:
+        checks += [
+            (
+                "init.ticket.level",
+                (
+                    (lambda v: v is None or (_is_int(v) and v >= 0)),
+                    "null (the last level) or an integer >= 0",
+                ),
+            ),
+            ("init.ticket.output_layer", _one_of(OUTPUT_LAYER)),
+            ("prune.at_init", ((lambda v: v is None), "null with init=ticket (the ticket brings its masks)")),
+        ]
     if cfg.get("logger") and cfg.logger.get("_target_") == "lth.run.loggers.wandb_logger":
         checks += [
             ("logger.offline", ((lambda v: v in ("auto", True, False)), "one of auto, true, false")),
@@ -182,6 +198,8 @@ def check_config(cfg: DictConfig) -> None:
         checks += replicate_checks(cfg)
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
+    if ticket:
+        ticket_source(cfg)  # the source job's files
 
 
 def replicate_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
@@ -195,6 +213,7 @@ def replicate_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], b
         ("prune.learned", ((lambda v: not v), f"false {why}")),
         ("logger", ((lambda v: not v), f"none {why} (replicates write their files only)")),
         ("data.teacher_seed", ((lambda v: v is None), f"no teacher-student data {why}")),
+        ("init.name", ((lambda v: v != "ticket"), f"any but ticket {why} (one ticket, one lottery)")),
     ]
 
 

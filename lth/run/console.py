@@ -90,7 +90,7 @@ class LotteryProgressBar(TQDMProgressBar):
         self._level, self._drawn = self.lottery.state.level, 0.0
         weights = self.lottery.network.remaining_total()
         return Tqdm(
-            desc=f"level {self._level}/{self.lottery.levels}, weights {100 * weights:.1f}%",
+            desc=f"level {self._level}/{self.lottery.last_level}, weights {100 * weights:.1f}%",
             total=self.lottery.state.level_steps,
             position=2 * self.process_position,
             disable=self.is_disabled,

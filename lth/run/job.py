@@ -1,7 +1,7 @@
 """One lottery job: check the config, build data, model, lottery and Trainer, train, write the results.
 
 config -> data + model -> MaskedNetwork -> Lottery -> Trainer(PruningCallback, checkpoint, bar, loggers)
--> results on disk (``RunDirectory``) and in the loggers.
+-> results on disk (``RunDirectory``, with the job's provenance in ``meta.json``) and in the loggers.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -38,6 +39,7 @@ from lth.lottery import (
 from lth.lottery.lottery import Analysis, Evaluate, Split
 from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.supermask import LearnedSupermask
+from lth.lottery.ticket import Ticket
 from lth.models import IncompatibleInput, make_teacher
 from lth.run.callback import PruningCallback
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
@@ -46,7 +48,9 @@ from lth.run.console import LotteryProgressBar, print_results
 from lth.run.job_dir import RunDirectory
 from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
+from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
+from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -137,8 +141,10 @@ def build_lottery(
     build_model: Callable[[int], nn.Module],
     data: Callable[[str], Split],
     evaluate: Evaluate,
+    ticket: Ticket | None = None,
 ) -> Lottery:
-    """The lottery of the job ``cfg`` over ``network``, with its ``data`` splits and ``evaluate``."""
+    """The lottery of the job ``cfg`` over ``network``, with its ``data`` splits and ``evaluate`` (continuing
+    ``ticket``, if given)."""
     model = network.model
     return Lottery(
         network,
@@ -153,6 +159,7 @@ def build_lottery(
         evaluate=evaluate,
         batch_size=cfg.train.batch_size,
         analyses=level_analyses(datamodule),
+        ticket=ticket,
     )
 
 
@@ -167,16 +174,21 @@ class Job:
     callback: PruningCallback
     run_dir: RunDirectory
     config: dict[str, Any]  # resolved
+    started: datetime  # when build_job began
 
 
 def build_job(cfg: DictConfig) -> Job:
     """Check ``cfg`` and build data, model, masks, lottery and Trainer; nothing is trained or written."""
+    started = now()
     check_config(cfg)
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
     check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
+
+    ticket, data_step = load_ticket(cfg, model, prunable) if cfg.init.name == "ticket" else (None, 0)
+    datamodule.first_step = data_step
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.prune.get("learned"):
@@ -186,7 +198,9 @@ def build_job(cfg: DictConfig) -> Job:
     module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
     run_dir = RunDirectory(cfg.paths.output_dir)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
-    lottery = build_lottery(cfg, network, budget, datamodule, build_model, datamodule.split, module.evaluate)
+    lottery = build_lottery(
+        cfg, network, budget, datamodule, build_model, datamodule.split, module.evaluate, ticket
+    )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
         **{k: v for k, v in cfg.trainer.items() if k not in LTH_TRAINER_KEYS},
@@ -207,7 +221,7 @@ def build_job(cfg: DictConfig) -> Job:
     )
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    return Job(trainer, module, datamodule, lottery, callback, run_dir, config)
+    return Job(trainer, module, datamodule, lottery, callback, run_dir, config, started)
 
 
 def execute(job: Job) -> list[dict[str, Any]]:
@@ -216,15 +230,21 @@ def execute(job: Job) -> list[dict[str, Any]]:
     resume = resumable_checkpoint(job.run_dir.checkpoint_dir)
     if resume:
         log.info("lth: resuming from %s", resume)
+    trainer, state = job.trainer, job.lottery.state
+    provenance = Provenance(job.run_dir.meta_file)
     if rank_zero_only.rank == 0:
         job.run_dir.write_config(OmegaConf.to_yaml(job.config))
-    trainer, state = job.trainer, job.lottery.state
-    trainer.loggers = start_loggers(trainer.loggers, job.config, str(job.run_dir.path))
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        provenance.start(collect(trainer.strategy.root_device, trainer.world_size, overrides), job.started)
+    meta = run_config(provenance.meta)
+    trainer.loggers = start_loggers(trainer.loggers, job.config | meta, str(job.run_dir.path))
     try:
         trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
     finally:
         state = job.lottery.state  # replaced when a checkpoint was restored
-        finish_loggers(trainer.loggers, state.records, state.status != "running")
+        if rank_zero_only.rank == 0:
+            meta = run_config(provenance.end(state.status != "running"))
+        finish_loggers(trainer.loggers, state.records, state.status != "running", meta)
     if trainer.is_global_zero:
         if state.status != "running":
             job.run_dir.mark_done(state.status, len(state.records))

@@ -2,14 +2,19 @@
 
 ```
 <output_dir>/config.yaml                 resolved config of the job
+<output_dir>/meta.json                   provenance: code, library versions, machine, command, times (lth.run.provenance)
 <output_dir>/results.jsonl               one JSON object per finished level
 <output_dir>/curves.jsonl                one JSON object per evaluation: level, step (within the level),
                                          train_loss, val_loss, val_acc, test_loss, test_acc (appended)
+<output_dir>/init.pt                     theta_0: the full model state at initialisation (every tensor)
+<output_dir>/rewind.pt                   theta_k, the rewind point the survivors restart from (init=rewind)
 <output_dir>/levels/level_NN/masks.pt    masks the level trained with (bool tensors, plain names)
-<output_dir>/levels/level_NN/weights.pt  prunable weights at the end of the level
+<output_dir>/levels/level_NN/state.pt    the full model state at the end of the level
 <output_dir>/levels/level_NN/<analysis>.pt  tensors of a per-level analysis (e.g. specialisation.pt)
 <output_dir>/DONE                        written last: {"status": ..., "levels": ...}
 ```
+``init.pt``, ``rewind.pt`` and ``state.pt`` are skipped with ``results.save_weights=false``; every ``.pt``
+file is a dict of tensors by plain name, loadable with ``torch.load(path, weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ class RunDirectory:
     @property
     def done_file(self) -> Path:
         return self.path / "DONE"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def init_file(self) -> Path:
+        return self.path / "init.pt"
+
+    @property
+    def rewind_file(self) -> Path:
+        return self.path / "rewind.pt"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -102,16 +119,23 @@ class RunDirectory:
                 line = b"\n" + line
             f.write(line)
 
+    def save_start_points(self, theta_0: Mapping[str, Tensor], rewind: Mapping[str, Tensor] | None) -> None:
+        """``init.pt`` and (given) ``rewind.pt``, each written once: they never change during a job."""
+        for path, state in ((self.init_file, theta_0), (self.rewind_file, rewind)):
+            if state is not None and not path.exists():
+                save_tensors(path, state)
+
     def save_level(
         self,
         level: int,
         masks: Mapping[str, Tensor],
-        weights: Mapping[str, Tensor] | None,
+        state: Mapping[str, Tensor] | None,
         analyses: Mapping[str, Mapping[str, Tensor]] | None = None,
     ) -> None:
+        """A finished level's masks, full model state (unless None) and analyses' tensors."""
         save_tensors(self.level_dir(level) / "masks.pt", masks)
-        if weights is not None:
-            save_tensors(self.level_dir(level) / "weights.pt", weights)
+        if state is not None:
+            save_tensors(self.level_dir(level) / "state.pt", state)
         for name, tensors in (analyses or {}).items():
             save_tensors(self.level_dir(level) / f"{name}.pt", tensors)
 
@@ -123,3 +147,7 @@ class RunDirectory:
 
     def load_masks(self, level: int) -> dict[str, Tensor]:
         return torch.load(self.level_dir(level) / "masks.pt", weights_only=True)
+
+    def load_state(self, level: int) -> dict[str, Tensor]:
+        """The full model state at the end of ``level``."""
+        return torch.load(self.level_dir(level) / "state.pt", weights_only=True)

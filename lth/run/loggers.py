@@ -1,7 +1,7 @@
 """Experiment loggers: the W&B factory referenced from ``conf/logger/wandb.yaml`` and the lottery hooks.
 
-A W&B run is one job: grouped by its sweep, named like its directory, with the resolved config as its
-config, per-step curves, one row per level on a ``level`` axis, and the results as a table. W&B is a
+A W&B run is one job: grouped by its sweep, named like its directory, with the resolved config and the
+job's provenance (``meta/...``, as in ``meta.json``) as its config, per-step curves, one row per level on a ``level`` axis, and the results as a table. W&B is a
 convenience, never a dependency of the results: if it fails to start the job logs to CSV instead, and
 if it fails later the job goes on without it (both with a one-line warning).
 """
@@ -162,6 +162,11 @@ class LotteryWandbLogger(WandbLogger):
 
     @rank_zero_only
     @_tolerant
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        self.experiment.config.update(dict(values), allow_val_change=True)
+
+    @rank_zero_only
+    @_tolerant
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics(metrics, step)
 
@@ -279,10 +284,14 @@ def start_loggers(loggers: Iterable[Logger], config: Mapping[str, Any], csv_dir:
     return started
 
 
-def finish_loggers(loggers: Iterable[Logger], records: Sequence[LevelRecord], finished: bool) -> None:
-    """Log the results table (of a finished job) and close each W&B run."""
+def finish_loggers(
+    loggers: Iterable[Logger], records: Sequence[LevelRecord], finished: bool, config: Mapping[str, Any]
+) -> None:
+    """Log the results table (of a finished job), update the run config with ``config`` (the job's final
+    ``meta/`` entries), and close each W&B run."""
     for logger in loggers:
         if finished and isinstance(logger, LotteryLogger):
             logger.log_results(records)
         if isinstance(logger, LotteryWandbLogger):
+            logger.update_config(config)
             logger.finish(finished)

@@ -9,7 +9,7 @@ replays the schedule over its own steps; the PruningCallback calls ``start_level
 
 One Lightning batch is a run of ``steps_per_batch`` optimizer steps (set by the PruningCallback before
 each batch, stopping at the next step where anything happens: evaluation, level end, checkpoint), each
-on the next batch of the per-step stream that Lightning hands over (``lth.data.StepStream``). On one
+on the next batch of the per-step stream that Lightning hands over (``lth.data.memory.StepStream``). On one
 device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
 run, so Lightning's per-batch machinery is paid once per run instead of once per step; otherwise
 (DDP, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.

@@ -1,4 +1,4 @@
-"""Reading a job's ``results.jsonl`` and ``DONE`` back: damage from outside (a line cut short by a
+"""Reading a job's ``results.jsonl``, ``DONE`` and ``meta.json`` back: damage from outside (a line cut short by a
 full disk, a copy that broke off, an edit) is one line naming the file and the line."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ RECORD: Shape = (
     lambda v: isinstance(v, dict) and all(k in v for k in RECORD_KEYS),
     "not a JSON object with " + ", ".join(RECORD_KEYS),
 )
+META: Shape = (lambda v: isinstance(v, dict), "not a JSON object")
 DONE: Shape = (
     lambda v: isinstance(v, dict) and isinstance(v.get("status"), str) and type(v.get("levels")) is int,
     'not a JSON object {"status": <text>, "levels": <integer>}',
@@ -60,6 +61,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def read_done(path: Path) -> dict[str, Any] | None:
     """The contents of ``DONE`` (None if it does not exist)."""
     return _parse(path, 1, path.read_bytes(), DONE) if path.exists() else None
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """The provenance in ``meta.json`` (None if it does not exist)."""
+    return _parse(path, 1, path.read_bytes(), META) if path.exists() else None
 
 
 def read_job_files(job: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

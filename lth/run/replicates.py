@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import Tensor, nn
@@ -36,6 +38,7 @@ from lth.run.console import sweep_table
 from lth.run.job import build_datamodule, build_lottery, choice, model_factory
 from lth.run.job_dir import RunDirectory
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
+from lth.run.provenance import Provenance, collect, now
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -92,6 +95,7 @@ class Replicates:
     run_dir: RunDirectory
     run_dirs: list[RunDirectory]
     lr_factor: Callable[[int, int], float]
+    started: datetime  # when build_replicates began
 
     def lr(self, step: int, state: LotteryState) -> float:
         """The learning rate of the step after ``step`` in the level of ``state`` (as in a single job)."""
@@ -100,6 +104,7 @@ class Replicates:
 
 def build_replicates(cfg: DictConfig) -> Replicates:
     """Check ``cfg`` and build the K replicates' data, stacked networks, lotteries and optimizer."""
+    started = now()
     check_config(cfg)
     replicates = cfg.train.replicates
     datamodule = build_datamodule(cfg)
@@ -137,7 +142,9 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     run_dir = RunDirectory(cfg.paths.output_dir)
     factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
-    return Replicates(resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor)
+    return Replicates(
+        resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor, started
+    )
 
 
 def save_checkpoint(job: Replicates, step: int) -> None:
@@ -173,9 +180,10 @@ def restore(job: Replicates) -> int:
 def train(job: Replicates) -> None:
     """Train every replicate until all are finished, writing each one's files as its levels end."""
     step, every = restore(job), job.cfg.train.checkpoint_every
-    for lottery, run_dir in zip(job.lotteries, job.run_dirs, strict=True):
+    for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         run_dir.path.mkdir(parents=True, exist_ok=True)
         lottery.start()
+        save_start_points(job, k)
     batches = job.data.batches(step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
@@ -193,6 +201,14 @@ def train(job: Replicates) -> None:
             save_checkpoint(job, step)
 
 
+def save_start_points(job: Replicates, k: int) -> None:
+    """Replicate ``k``'s theta_0 and rewind point, each once it exists (as a single job's)."""
+    lottery = job.lotteries[k]
+    if job.cfg.results.save_weights:
+        rewind = lottery.state.snapshot if lottery.rewinds else None
+        job.run_dirs[k].save_start_points(lottery.state.theta_0, rewind)
+
+
 def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
     """Hand each live replicate its ``losses`` (steps x K); write what they produced; start the next
     level (with a fresh optimizer state) where one ended. True if any level ended."""
@@ -206,9 +222,10 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
         if outcome.record is None:
             continue
         ended, network = True, lottery.network
-        weights = network.weights() if job.cfg.results.save_weights else None
-        run_dir.save_level(outcome.record.level, network.mask_dict(), weights, outcome.tensors)
+        state = network.model_state() if job.cfg.results.save_weights else None
+        run_dir.save_level(outcome.record.level, network.mask_dict(), state, outcome.tensors)
         run_dir.write_records(lottery.state.records)
+        save_start_points(job, k)
         if lottery.finished:
             run_dir.mark_done(lottery.state.status, len(lottery.state.records))
             if lottery.state.status == "diverged":
@@ -227,7 +244,17 @@ def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
     job.run_dir.write_config(OmegaConf.to_yaml(job.cfg))
     for config, run_dir in zip(job.configs, job.run_dirs, strict=True):
         run_dir.write_config(OmegaConf.to_yaml(config))
-    train(job)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    fields = collect(job.stacked.alive.device, 1, overrides)
+    provenances = [Provenance(d.meta_file) for d in (job.run_dir, *job.run_dirs)]
+    for provenance in provenances:
+        provenance.start(fields, job.started)
+    try:
+        train(job)
+    finally:
+        finished = [lottery.finished for lottery in job.lotteries]
+        for provenance, done in zip(provenances, [all(finished), *finished], strict=True):
+            provenance.end(done)
     statuses = {lottery.state.status for lottery in job.lotteries}
     job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
     remove_checkpoints(job.run_dir.checkpoint_dir)
