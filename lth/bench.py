@@ -198,8 +198,8 @@ def replicate_cfg(root: Path, overrides: list[str], steps: int, replicates: int)
 
 
 def single_job_rate(root: Path, overrides: list[str], steps: int) -> tuple[float, float]:
-    """Steps/s (wall, process CPU) of one lth job (= lottery-steps/s of K of them in sequence): its
-    training batches, without start-up and final evaluation."""
+    """Steps/s (wall, process CPU) of one lth job (= lottery-steps/s of K of them in sequence): from the
+    end of its first training batch to the end of its last but one (without start-up and evaluation)."""
     job = build_job(replicate_cfg(root, overrides, steps, 1))
     clock = StepClock(now_process)
     job.trainer.callbacks.append(clock)
@@ -210,12 +210,20 @@ def single_job_rate(root: Path, overrides: list[str], steps: int) -> tuple[float
 
 
 def stacked_rate(root: Path, overrides: list[str], steps: int, replicates: int) -> tuple[float, float]:
-    """Lottery-steps/s (wall, process CPU) of K replicates trained as one stack, with their final
-    evaluation."""
+    """Lottery-steps/s (wall, process CPU) of K replicates trained as one stack: from the end of its first
+    step to the end of its last (the lotteries' bookkeeping between steps included, evaluation not)."""
     job = build_replicates(replicate_cfg(root, overrides, steps, replicates))
-    start = now_process()
-    train(job)  # what execute_replicates adds: writing configs, DONE and a table
-    return rates(replicates * steps, start, now_process())
+    stacked, times = job.stacked, []
+    step = stacked.step
+
+    def timed(*args: Any) -> Tensor:
+        losses = step(*args)
+        times.append(now_process())
+        return losses
+
+    stacked.step = timed  # type: ignore[method-assign]
+    train(job)
+    return rates(replicates * (len(times) - 1), times[0], times[-1])
 
 
 def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:

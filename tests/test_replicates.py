@@ -61,8 +61,15 @@ def assert_same_lottery(replicate: Path, single: Path) -> None:
         ("init=rewind", "init.rewind_step=5", "prune.scope=global", "optim=adam"),
         ("init=reinit", "prune.scope=layer", "optim=adam", "optim.weight_decay=0.01"),
         ("init=random_prune", "prune.scope=global", "optim=sgd", "optim.schedule=cosine"),
+        ("prune=snip", "init.pruned_weights=frozen_init", "optim=sgd"),
     ],
-    ids=["winning_ticket-layer-sgd", "rewind-global-adam", "reinit-layer-adam-wd", "random_prune-global-sgd"],
+    ids=[
+        "winning_ticket-layer-sgd",
+        "rewind-global-adam",
+        "reinit-layer-adam-wd",
+        "random_prune-global-sgd",
+        "snip-frozen_init-sgd",
+    ],
 )
 def test_replicate_k_ends_as_the_single_job_with_seed_plus_k(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, overrides: tuple[str, ...]
