@@ -8,6 +8,10 @@ as idx files and read through ``data=mnist``), batch 60, the same optimizer and 
 It prints steps/s of each (by wall clock, and by the main thread's CPU time, which other processes
 on a shared machine disturb much less), their ratios, the share of an lth step spent drawing its
 batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and reports medians.
+
+``--replicates`` instead prints, per ``--threads`` value, the lottery-steps/s of K stacked replicates
+(``train.replicates=K``, K from ``--sizes``) against K sequential single jobs, for the MNIST-1D MLP and
+LeNet-300-100 (Adam).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from lth.run.replicates import build_replicates, train
 
 TARGET_RATIO = 1.3
 REPLICATE_TARGET = 3.0  # K=8 stacked vs 8 sequential jobs, MNIST-1D MLP, on a 2-core CPU
-REPLICATE_MODELS = {  # name: (overrides, steps of a single job, lottery-steps of a stack)
+REPLICATE_MODELS = {  # name: (overrides, steps of a single job and at most of a stack, lottery-steps of a stack)
     "MNIST-1D MLP": (["data=mnist1d", "model=mlp", "train.batch_size=128"], 1000, 16000),
     "LeNet-300-100": (["data=mnist", "model=lenet300_100", "train.batch_size=60"], 300, 2400),
 }
@@ -240,7 +244,7 @@ def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
         sequential = single_job_rate(root, overrides, steps)
         cells = []
         for k in sizes:
-            rate = stacked_rate(root, overrides, max(20, lottery_steps // k), k)
+            rate = stacked_rate(root, overrides, max(20, min(steps, lottery_steps // k)), k)
             ratio = rate[1] / sequential[1]
             cells.append(f"{rate[0]:6.0f} | {rate[1]:<6.0f}({ratio:4.1f}x)")
             if name == "MNIST-1D MLP" and k == 8:
