@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from rich.console import Console
 
 from lth.errors import ConfigError
 from lth.lottery import prunable_weight_names
@@ -19,6 +20,7 @@ from lth.lottery.stacked import StackedNetworks
 from lth.models import MLP
 from lth.report import report
 from lth.run.config import check_config
+from lth.run.console import sweep_table
 from lth.run.job import build_job, execute, run
 from lth.run.job_dir import RunDirectory
 from lth.run.replicates import build_replicates, execute_replicates, train
@@ -101,6 +103,11 @@ def test_the_job_directory_holds_one_job_directory_per_replicate_and_reports_the
     assert json.loads((out / "DONE").read_text())["status"] == "complete"
     assert not list((out / "checkpoints").glob("*.ckpt"))
     assert run(cfg) == records  # finished: read back, not rerun
+    console = Console(record=True, width=120)
+    console.print(sweep_table(tmp_path))  # a sweep's closing table: a row per replicate
+    rows = [line for line in console.export_text().splitlines() if "replicate_" in line]
+    assert [row.split()[1] for row in rows] == [f"run/replicate_{k}" for k in range(3)]
+    assert all("complete" in row for row in rows)
     summary = (report(out, tmp_path / "report") / "jobs.csv").read_text().splitlines()
     assert sorted(line.split(",")[1] for line in summary[1:]) == ["5", "6", "7"]  # the seeds column
 
