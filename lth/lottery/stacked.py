@@ -7,8 +7,8 @@ plain ``MaskedNetwork`` over its own model whose parameters, buffers, masks and 
 to the stack. The training step runs all replicates at once on a ``(K, B, ...)`` batch: a model that is
 a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix products (``baddbmm``),
 any other as ``vmap`` over ``functional_call`` (1.4-1.6x slower per step for the MNIST-1D MLP at K=8
-on one CPU thread); the loss is the sum of the replicates' mean losses (so each replicate's gradient is its own),
-gradients and weights are masked by one fused multiply each. SGD, Adam and weight decay are
+on one CPU thread); the loss is the sum of the replicates' mean losses (so each replicate's gradient
+is its own), gradients and weights are masked by one fused multiply each. SGD, Adam and weight decay are
 elementwise, so one optimizer over the stacked tensors steps each replicate exactly as alone.
 
 The step reads no tensor value on the host (no ``.item()``, no branching on values): a replicate that
