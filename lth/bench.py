@@ -10,16 +10,23 @@ on a shared machine disturb much less), their ratios, the share of an lth step s
 batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and reports medians.
 ``--compare-threads 1 2`` instead times the default job (``make train``: MNIST-1D, MLP) at each
 ``trainer.threads`` (rounds interleaved, medians; extra overrides apply, e.g. ``model=lenet300_100``).
+
+``--replicates`` instead prints, per ``--threads`` value, the lottery-steps/s of K stacked replicates
+(``train.replicates=K``, K from ``--sizes``) against K sequential single jobs, for the MNIST-1D MLP and
+LeNet-300-100 (Adam).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import itertools
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +40,18 @@ from torch import Tensor, nn
 from lth.data.idx import write_idx
 from lth.data.vision import IDX_FILES
 from lth.lottery.optim import build_optimizer
+from lth.run.cli import quiet_third_party_noise
 from lth.run.config import CONF_DIR
 from lth.run.job import Job, build_job, execute
+from lth.run.replicates import build_replicates, train
 
 TARGET_RATIO = 1.3
+REPLICATE_TARGET = 3.0  # K=8 stacked vs 8 sequential jobs, MNIST-1D MLP, on a 2-core CPU
+# name: (overrides, steps of a single job and at most of a stack, lottery-steps of a stack)
+REPLICATE_MODELS = {
+    "MNIST-1D MLP": (["data=mnist1d", "model=mlp", "train.batch_size=128"], 1000, 16000),
+    "LeNet-300-100": (["data=mnist", "model=lenet300_100", "train.batch_size=60"], 300, 2400),
+}
 
 
 def write_random_mnist(root: Path, seed: int) -> None:
@@ -60,14 +75,20 @@ def rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> t
     return steps / (end[0] - start[0]), steps / (end[1] - start[1])
 
 
-class StepClock(pl.Callback):
-    """The global step and ``now()`` at the end of every training batch (a run of optimizer steps)."""
+def now_process() -> tuple[float, float]:
+    """(wall clock, CPU time of this process: every torch thread) in seconds."""
+    return time.perf_counter(), time.process_time()
 
-    def __init__(self) -> None:
+
+class StepClock(pl.Callback):
+    """The global step and ``clock()`` at the end of every training batch (a run of optimizer steps)."""
+
+    def __init__(self, clock: Callable[[], tuple[float, float]] = now) -> None:
         self.times: list[tuple[int, tuple[float, float]]] = []
+        self.clock = clock
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.times.append((trainer.global_step, now()))
+        self.times.append((trainer.global_step, self.clock()))
 
 
 def lth_job(root: Path, steps: int, optim: str, overrides: list[str]) -> Job:
@@ -204,13 +225,101 @@ def compare_threads(counts: list[int], steps: int, rounds: int, overrides: list[
         print(f"  {count} thread(s): {rate:6.0f} steps/s ({rate / base:.2f}x {counts[0]} thread(s))")
 
 
+def replicate_cfg(root: Path, overrides: list[str], steps: int, replicates: int) -> Any:
+    output = Path(tempfile.mkdtemp(dir=root, prefix="run_"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"data.root={root}",
+                *overrides,
+                "optim=adam",
+                f"train.steps={steps}",
+                f"train.eval_every={steps}",
+                f"train.replicates={replicates}",
+                "train.checkpoint_every=null",
+                "prune.levels=0",
+                "logger=none",
+                "trainer=cpu",
+                "trainer.enable_progress_bar=false",
+                f"paths.output_dir={output}",
+            ],
+        )
+
+
+def single_job_rate(root: Path, overrides: list[str], steps: int) -> tuple[float, float]:
+    """Steps/s (wall, process CPU) of one lth job (= lottery-steps/s of K of them in sequence): from the
+    end of its first training batch to the end of its last but one (without start-up and evaluation)."""
+    job = build_job(replicate_cfg(root, overrides, steps, 1))
+    clock = StepClock(now_process)
+    job.trainer.callbacks.append(clock)
+    with contextlib.redirect_stdout(io.StringIO()):  # its results table
+        execute(job)
+    (first, start), (last, end) = clock.times[0], clock.times[-2]
+    return rates(last - first, start, end)
+
+
+def stacked_rate(root: Path, overrides: list[str], steps: int, replicates: int) -> tuple[float, float]:
+    """Lottery-steps/s (wall, process CPU) of K replicates trained as one stack: from the end of its first
+    step to the end of its last (the lotteries' bookkeeping between steps included, evaluation not)."""
+    job = build_replicates(replicate_cfg(root, overrides, steps, replicates))
+    stacked, times = job.stacked, []
+    step = stacked.step
+
+    def timed(*args: Any) -> Tensor:
+        losses = step(*args)
+        times.append(now_process())
+        return losses
+
+    stacked.step = timed  # type: ignore[method-assign]
+    train(job)
+    return rates(replicates * (len(times) - 1), times[0], times[-1])
+
+
+def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
+    """Lottery-steps/s of K stacked replicates against K sequential jobs, for each model, at ``threads``:
+    by wall clock and by CPU time of the process (less disturbed by other processes); in brackets the
+    ratio to the sequential jobs by CPU time."""
+    torch.set_num_threads(threads)
+    lines = [
+        f"replicates: lottery-steps/s (wall | CPU), Adam, {threads} thread(s), torch {torch.__version__}"
+    ]
+    lines.append(f"  {'model':<16}{'sequential':>14}" + "".join(f"{f'K={k}':>22}" for k in sizes))
+    verdicts = []
+    for name, (overrides, steps, lottery_steps) in REPLICATE_MODELS.items():
+        sequential = single_job_rate(root, overrides, steps)
+        cells = []
+        for k in sizes:
+            rate = stacked_rate(root, overrides, max(20, min(steps, lottery_steps // k)), k)
+            ratio = rate[1] / sequential[1]
+            cells.append(f"{rate[0]:6.0f} | {rate[1]:<6.0f}({ratio:4.1f}x)")
+            if name == "MNIST-1D MLP" and k == 8:
+                ok = "ok" if ratio >= REPLICATE_TARGET else "MISSED"
+                target = f"target >= {REPLICATE_TARGET}x: {ok}"
+                verdicts.append(f"  K=8 MLP: {ratio:.1f}x 8 sequential jobs by CPU time ({target})")
+        lines.append(
+            f"  {name:<16}{sequential[0]:6.0f} | {sequential[1]:<6.0f}" + "".join(f"{c:>22}" for c in cells)
+        )
+    return lines + verdicts
+
+
+def replicates_main(threads: list[int], sizes: list[int]) -> None:
+    quiet_third_party_noise()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_mnist(Path(tmp), seed=0)
+        for n in threads:
+            print("\n".join(replicate_table(Path(tmp), n, sizes)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="lth + raw rounds; medians are reported (default 3)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1], help="torch threads (default 1; --replicates: each)"
+    )
     parser.add_argument(
         "--compare-threads",
         type=int,
@@ -222,12 +331,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "overrides", nargs="*", help="extra lth config overrides, e.g. trainer.enable_progress_bar=false"
     )
+    parser.add_argument(
+        "--replicates",
+        action="store_true",
+        help="instead: lottery-steps/s of K stacked replicates vs K sequential jobs (MLP, LeNet-300-100)",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates")
     args = parser.parse_args(argv)
     if args.compare_threads:
         compare_threads(args.compare_threads, args.steps, args.rounds, args.overrides)
         return
-    torch.set_num_threads(args.threads)
-    args.overrides = [f"trainer.threads={args.threads}", *args.overrides]
+    if args.replicates:
+        replicates_main(args.threads, args.sizes)
+        return
+    torch.set_num_threads(args.threads[0])
+    args.overrides = [f"trainer.threads={args.threads[0]}", *args.overrides]
     header = f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), LeNet-300-100, batch 60, {args.optim}"
     with tempfile.TemporaryDirectory() as tmp:
         write_random_mnist(Path(tmp), seed=0)

@@ -53,7 +53,7 @@ from lth.lottery.record import REPORT_METRICS as METRICS
 from lth.run.naming import natural_key
 from lth.run.readers import DamagedFile, read_job_files, read_meta
 
-IGNORED_KEYS = ("seed",)
+IGNORED_KEYS = ("seed", "train.replicates")  # replicates are seeds
 CURVES_FILE = "curves.jsonl"
 DPI = 100
 PANEL_SIZE = (5.5, 4.8)  # inches per panel of the summary plots, before the legend widens the figure
@@ -121,9 +121,14 @@ def _parse_override(text: str) -> tuple[str, str]:
 
 
 def load_job(path: Path) -> Job:
-    overrides_file = path / ".hydra" / "overrides.yaml"
+    """A job directory; replicate ``k`` of a ``train.replicates`` job (``<job>/replicate_k``) is a job of
+    its own, with the stack's overrides and its own seed."""
+    stack = path.parent if path.name.startswith("replicate_") else path
+    overrides_file = stack / ".hydra" / "overrides.yaml"
     overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
     parsed = dict(_parse_override(str(o)) for o in overrides or [])
+    if stack != path:
+        parsed |= {"seed": str(read_config(path).get("seed", ""))}
     try:
         job = Job(path, parsed, *read_job_files(path))
     except DamagedFile as exc:
@@ -136,10 +141,12 @@ def load_job(path: Path) -> Job:
 
 
 def find_jobs(root: Path) -> list[Job]:
-    """Every job directory at or below ``root``: where Hydra or lth wrote a job's files."""
+    """Every job directory at or below ``root``: where Hydra or lth wrote a job's files (a
+    ``train.replicates`` job's replicates, not the job itself)."""
     dirs = {p.parent for name in ("results.jsonl", "DONE") for p in root.rglob(name)}
     dirs |= {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
-    return [load_job(d) for d in sorted(dirs) if "wandb" not in d.relative_to(root).parts]
+    jobs = [d for d in sorted(dirs) if "wandb" not in d.relative_to(root).parts]
+    return [load_job(d) for d in jobs if not (d / "replicate_0").is_dir()]
 
 
 def varying_keys(jobs: Sequence[Job]) -> list[str]:

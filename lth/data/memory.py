@@ -25,6 +25,17 @@ Split = tuple[Tensor, Tensor]
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
 
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The order of the ``n`` training examples in ``epoch`` of a job with ``seed``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "batches", epoch)))
+
+
+def split_order(n: int, seed: int) -> Tensor:
+    """The permutation of the ``n`` loaded training examples a job with ``seed`` splits: the first
+    ``val_size`` are its validation split, the rest its training split."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "val")))
+
+
 class ShuffledBatches:
     """An endless stream of shuffled mini-batches of ``(x, y)``; ``position()`` gives (start step, rank, world).
 
@@ -45,8 +56,7 @@ class ShuffledBatches:
         self.batches_per_epoch = len(x) // batch_size
 
     def permutation(self, epoch: int) -> Tensor:
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, "batches", epoch))
-        return torch.randperm(len(self.x), generator=generator)
+        return epoch_permutation(len(self.x), self.seed, epoch)
 
     def __iter__(self) -> Iterator[Split]:
         step, rank, world = self.position()
@@ -64,6 +74,57 @@ class ShuffledBatches:
                     x = self.augment(self.x.index_select(0, rows), generator)
                     yield x[rank::world], self.y.index_select(0, rows)[rank::world]
             epoch, index = epoch + 1, 0
+
+
+class ReplicateData:
+    """The data of K replicates (replicate ``k`` a job with seed ``seeds[k]``) over one copy of the
+    training examples, ``pool``: each replicate has its own validation split (``orders[k][:val_size]``,
+    rows of the pool) and batch order, exactly as that job's ``ShuffledBatches``; one gather per step
+    gives the ``(K, B, ...)`` batch."""
+
+    def __init__(
+        self,
+        pool: Split,
+        test: Split,
+        orders: list[Tensor],
+        val_size: int,
+        batch_size: int,
+        seeds: list[int],
+        augment: Augmentation | None = None,
+    ) -> None:
+        (self.x, self.y), self.test, self.seeds, self.augment = pool, test, seeds, augment
+        self.val_rows = torch.stack([order[:val_size] for order in orders]).to(self.x.device)
+        self.train_rows = torch.stack([order[val_size:] for order in orders]).to(self.x.device)
+        self.batch_size = batch_size
+        self.batches_per_epoch = self.train_rows.shape[1] // batch_size
+
+    def split(self, k: int, name: str) -> Split:
+        """Replicate ``k``'s split ``name`` (gathered on each call: only the pool is held)."""
+        if name == "test":
+            return self.test
+        rows = (self.val_rows if name == "val" else self.train_rows)[k]
+        return self.x.index_select(0, rows), self.y.index_select(0, rows)
+
+    def batches(self, step: int) -> Iterator[Split]:
+        """The stacked training batches of every replicate, one per optimizer step from ``step`` on."""
+        epoch, index = divmod(step, self.batches_per_epoch)
+        size, n = self.batch_size, self.train_rows.shape[1]
+        while True:
+            perms = torch.stack([epoch_permutation(n, seed, epoch) for seed in self.seeds])
+            rows = self.train_rows.gather(1, perms.to(self.x.device))
+            for i in range(index, self.batches_per_epoch):
+                batch = rows[:, i * size : (i + 1) * size]
+                x = self.x.index_select(0, batch.flatten()).view(*batch.shape, *self.x.shape[1:])
+                y = self.y.index_select(0, batch.flatten()).view(*batch.shape, *self.y.shape[1:])
+                if self.augment is not None:
+                    step = epoch * self.batches_per_epoch + i
+                    x = torch.stack([self._augment(x[k], seed, step) for k, seed in enumerate(self.seeds)])
+                yield x, y
+            epoch, index = epoch + 1, 0
+
+    def _augment(self, x: Tensor, seed: int, step: int) -> Tensor:
+        assert self.augment is not None
+        return self.augment(x, torch.Generator().manual_seed(derived_seed(seed, "augment", step)))
 
 
 class StepStream:
@@ -122,9 +183,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         if self.batch_size > len(x) - self.val_size:
             allowed = f"at most the {len(x) - self.val_size} training examples left after data.val_size"
             raise invalid("train.batch_size", self.batch_size, allowed)
-        order = torch.randperm(
-            len(x), generator=torch.Generator().manual_seed(derived_seed(self.seed, "val"))
-        )
+        order = split_order(len(x), self.seed)
         val, train = order[: self.val_size], order[self.val_size :]
         noisy = noisy_labels(
             y[train], self.label_noise, self.num_classes, derived_seed(self.seed, "label_noise")
@@ -160,6 +219,21 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.hold_on(self.trainer.strategy.root_device)
         x, y = self.split("train")
         return iter(ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation))
+
+    def replicate_data(self, seeds: list[int], device: torch.device) -> ReplicateData:
+        """The data of replicates with ``seeds`` on ``device``; this module's own train and val splits
+        become views of the shared pool (one copy of the training examples in all)."""
+        self.hold_on(device)
+        (x_val, y_val), (x_train, y_train) = self.splits["val"], self.splits["train"]
+        x, y, size = torch.cat([x_val, x_train]), torch.cat([y_val, y_train]), len(x_val)
+        self.splits |= {"val": (x[:size], y[:size]), "train": (x[size:], y[size:])}
+        own = split_order(len(x), self.seed)  # pool row j holds loaded example own[j]
+        pool_row = torch.empty_like(own)
+        pool_row[own] = torch.arange(len(own))
+        orders = [pool_row[split_order(len(x), seed)] for seed in seeds]
+        return ReplicateData(
+            (x, y), self.splits["test"], orders, size, self.batch_size, seeds, self.augmentation
+        )
 
     def train_dataloader(self) -> StepStream:
         return StepStream(self.train_batches)

@@ -40,10 +40,15 @@ class RotatingCheckpoint(Checkpoint):
         tmp = self.dirpath / f".{LAST}.tmp"
         trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank zero writes
         if trainer.is_global_zero:
-            last = self.dirpath / LAST
-            if last.exists():
-                os.replace(last, self.dirpath / PREVIOUS)
-            os.replace(tmp, last)
+            install_checkpoint(self.dirpath, tmp)
+
+
+def install_checkpoint(dirpath: Path, written: Path) -> None:
+    """Make the fully ``written`` file ``last.ckpt``, the previous one ``prev.ckpt``."""
+    last = dirpath / LAST
+    if last.exists():
+        os.replace(last, dirpath / PREVIOUS)
+    os.replace(written, last)
 
 
 def resumable_checkpoint(dirpath: Path) -> Path | None:

@@ -106,6 +106,7 @@ def check_config(cfg: DictConfig) -> None:
         ("train.eval_every", _int_in(1)),
         ("train.budget", _one_of(BUDGETS)),
         ("train.budget_cap", ((lambda v: _is_number(v) and v >= 1), "a number >= 1")),
+        ("train.replicates", _int_in(1)),
         ("data.val_size", _int_in(1)),
         ("prune.levels", _int_in(0)),
         ("prune.rate", OPEN_UNIT),
@@ -201,6 +202,8 @@ def check_config(cfg: DictConfig) -> None:
         checks += teacher_student_checks(cfg)
     elif "teacher_hidden" in cfg.model:
         _fail("model", "student", "model=student only with data=teacher_student")
+    if _is_int(cfg.train.get("replicates")) and cfg.train.replicates > 1:
+        checks += replicate_checks(cfg)
     for key, (ok, allowed) in checks:
         _check(cfg, key, ok, allowed)
     if ticket:
@@ -229,6 +232,21 @@ def analysis_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bo
                 _fail(f"analysis_cfg.{name}", knob, "knobs " + (", ".join(known) or "none"))
             checks.append((f"analysis_cfg.{name}.{knob}", KNOB_CHECKS[name, knob]))
     return checks
+
+
+def replicate_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
+    """What ``train.replicates`` > 1 cannot run with yet (the README's list)."""
+    why = f"with train.replicates={cfg.train.replicates}"
+    return [
+        ("train.budget", ((lambda v: v == "steps"), f"steps {why} (levels run in lockstep)")),
+        ("trainer.precision", ((lambda v: v == "32-true"), f"32-true {why}")),
+        ("trainer.devices", ((lambda v: v in (1, "1", "auto")), f"1 {why} (no DDP yet)")),
+        ("trainer.strategy", ((lambda v: v in (None, "auto")), f"auto {why} (no DDP yet)")),
+        ("prune.learned", ((lambda v: not v), f"false {why}")),
+        ("logger", ((lambda v: not v), f"none {why} (replicates write their files only)")),
+        ("data.teacher_seed", ((lambda v: v is None), f"no teacher-student data {why}")),
+        ("init.name", ((lambda v: v != "ticket"), f"any but ticket {why} (one ticket, one lottery)")),
+    ]
 
 
 def teacher_student_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:

@@ -44,21 +44,26 @@ def print_results(records: Sequence[LevelRecord], title: str | None = None) -> N
 
 
 def sweep_table(sweep: Path) -> Table:
-    """One row per job of a sweep directory: its name, last level's weights and test accuracy, status."""
+    """One row per job of a sweep directory (per replicate of a ``train.replicates`` job): its name, last
+    level's weights and test accuracy, status."""
     table = Table(title=f"sweep {sweep}")
     for column in ("job", "levels", "weights %", "test acc %", "status"):
         table.add_column(column, justify="left" if column in ("job", "status") else "right")
-    jobs = sorted((p.parent for p in sweep.glob("*/config.yaml")), key=lambda p: natural_key(p.name))
+    jobs = []
+    for job in sorted((p.parent for p in sweep.glob("*/config.yaml")), key=lambda p: natural_key(p.name)):
+        replicates = sorted(job.glob("replicate_*/config.yaml"), key=lambda p: natural_key(p.parent.name))
+        jobs += [p.parent for p in replicates] or [job]
     for job in jobs:
+        name = str(job.relative_to(sweep))
         try:
             records, done = read_job_files(job)
         except DamagedFile as exc:
-            table.add_row(job.name, "-", "-", "-", str(exc))
+            table.add_row(name, "-", "-", "-", str(exc))
             continue
         last = records[-1] if records else {}
         status = done["status"] if done else "unfinished"
         weights, accuracy = last.get("weights_remaining"), last.get("test_acc")
-        table.add_row(job.name, str(len(records)), _percent(weights, 1), _percent(accuracy), status)
+        table.add_row(name, str(len(records)), _percent(weights, 1), _percent(accuracy), status)
     return table
 
 

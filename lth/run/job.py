@@ -38,10 +38,11 @@ from lth.lottery import (
     Restart,
     prunable_weight_names,
 )
-from lth.lottery.lottery import Analysis, LevelEnd
+from lth.lottery.lottery import Analysis, Evaluate, LevelEnd
 from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.record import ANALYSIS
 from lth.lottery.supermask import LearnedSupermask
+from lth.lottery.ticket import Ticket
 from lth.models import IncompatibleInput, make_teacher
 from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
@@ -147,6 +148,36 @@ def _suite_analysis(name: str, knobs: dict[str, Any], data: Split, seed: int, en
     return ANALYSES[name](level, **knobs)
 
 
+def build_lottery(
+    cfg: DictConfig,
+    network: MaskedNetwork,
+    budget: Budget,
+    datamodule: InMemoryDataModule,
+    build_model: Callable[[int], nn.Module],
+    data: Callable[[str], Split],
+    evaluate: Evaluate,
+    ticket: Ticket | None = None,
+) -> Lottery:
+    """The lottery of the job ``cfg`` over ``network``, with its ``data`` splits and ``evaluate`` (continuing
+    ``ticket``, if given)."""
+    model = network.model
+    return Lottery(
+        network,
+        levels=cfg.prune.levels,
+        budget=budget,
+        cost=ForwardCost(model, datamodule.input_shape),
+        eval_every=cfg.train.eval_every,
+        plan=pruning_plan(cfg, model, network.prunable),
+        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
+        fresh_state=lambda seed: build_model(seed).state_dict(),
+        data=data,
+        evaluate=evaluate,
+        batch_size=cfg.train.batch_size,
+        analyses=level_analyses(cfg, datamodule),
+        ticket=ticket,
+    )
+
+
 @dataclass
 class Job:
     """Everything one lottery job is made of, built but not yet run."""
@@ -184,20 +215,8 @@ def build_job(cfg: DictConfig) -> Job:
     module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
     run_dir = RunDirectory(cfg.paths.output_dir)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
-    lottery = Lottery(
-        network,
-        levels=cfg.prune.levels,
-        budget=budget,
-        cost=ForwardCost(model, datamodule.input_shape),
-        eval_every=cfg.train.eval_every,
-        plan=pruning_plan(cfg, model, prunable),
-        restart=Restart(cfg.init.name, cfg.seed, cfg.init.get("rewind_step", 0), cfg.init.pruned_weights),
-        fresh_state=lambda seed: build_model(seed).state_dict(),
-        data=datamodule.split,
-        evaluate=module.evaluate,
-        batch_size=cfg.train.batch_size,
-        analyses=level_analyses(cfg, datamodule),
-        ticket=ticket,
+    lottery = build_lottery(
+        cfg, network, budget, datamodule, build_model, datamodule.split, module.evaluate, ticket
     )
     callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
     trainer = pl.Trainer(
@@ -252,12 +271,20 @@ def execute(job: Job) -> list[dict[str, Any]]:
     return [r.to_dict() for r in state.records]
 
 
-def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run one lottery job and return its per-level records; a finished job is not run again."""
+def run(cfg: DictConfig) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Run one lottery job and return its per-level records (with ``train.replicates`` > 1: each
+    replicate's); a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    replicates = cfg.train.replicates
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
+        if replicates > 1:
+            return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
+    if replicates > 1:
+        from lth.run.replicates import build_replicates, execute_replicates
+
+        return execute_replicates(build_replicates(cfg))
     return execute(build_job(cfg))

@@ -1,0 +1,262 @@
+"""``train.replicates=K``: K independent lotteries in one process, trained as one stacked model.
+
+Replicate ``k`` is the job with seed ``seed + k`` (its own initialisation, validation split, data order,
+masks, pruning and restart draws, evaluations and status): its files, in ``<output_dir>/replicate_k/``,
+are those that job writes (``config.yaml`` says ``seed: seed + k``). The replicates train in lockstep
+(``lth.lottery.stacked``), by a plain PyTorch loop: one stacked optimizer step per step for all, each
+``Lottery`` told of its own losses. Levels end together (``train.budget=steps``); each level restarts
+the optimizer state and the LR schedule, as in a single job. A replicate that diverges is finished
+(``DONE`` says ``diverged``) and frozen; the others go on. ``<output_dir>/DONE`` is written once every
+replicate is done. Checkpoints (``<output_dir>/checkpoints/``, rotated as in a single job) hold the
+stacked tensors, the optimizer and every lottery's state: a rerun resumes all replicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from torch import Tensor, nn
+
+from lth.data.memory import ReplicateData
+from lth.errors import ConfigError
+from lth.lottery import Budget, Lottery, prunable_weight_names
+from lth.lottery.lottery import Evaluate, LotteryState
+from lth.lottery.optim import build_optimizer, lr_factor
+from lth.lottery.stacked import StackedNetworks
+from lth.run.checkpointing import LAST, install_checkpoint, remove_checkpoints, resumable_checkpoint
+from lth.run.config import check_config, check_tensor_names
+from lth.run.console import sweep_table
+from lth.run.job import build_datamodule, build_lottery, choice, model_factory
+from lth.run.job_dir import RunDirectory
+from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
+from lth.run.provenance import Provenance, collect, now
+from lth.seeds import derived_seed
+
+log = logging.getLogger("lth")
+
+
+def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
+    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory."""
+    config = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    config.seed = cfg.seed + k
+    config.train.replicates = 1
+    config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
+    return config
+
+
+def evaluator(network: nn.Module, loss: Callable[..., Tensor], classification: bool) -> Evaluate:
+    """Mean loss and accuracy (None for regression) of ``network`` on ``(x, y)``, in eval mode."""
+
+    @torch.no_grad()
+    def evaluate(x: Tensor, y: Tensor) -> dict[str, float | None]:
+        network.eval()
+        loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+        for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK), strict=True):
+            out = network(xb)
+            loss_sum += loss(out, yb, reduction="sum")
+            if classification:
+                correct += (out.argmax(1) == yb).sum()
+        network.train()
+        return {
+            "loss": loss_sum.item() / y.numel(),
+            "acc": correct.item() / len(y) if classification else None,
+        }
+
+    return evaluate
+
+
+def training_device(cfg: DictConfig) -> torch.device:
+    """CUDA when the trainer may use it (``accelerator`` auto, gpu or cuda) and one is present, else CPU."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    use_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+@dataclass
+class Replicates:
+    """A replicate job, built but not yet run."""
+
+    cfg: DictConfig  # the job's (resolved)
+    configs: list[DictConfig]  # replicate k's: the single job it is
+    stacked: StackedNetworks
+    lotteries: list[Lottery]
+    data: ReplicateData
+    optimizer: torch.optim.Optimizer
+    loss: Callable[..., Tensor]
+    run_dir: RunDirectory
+    run_dirs: list[RunDirectory]
+    lr_factor: Callable[[int, int], float]
+    started: datetime  # when build_replicates began
+
+    def lr(self, step: int, state: LotteryState) -> float:
+        """The learning rate of the step after ``step`` in the level of ``state`` (as in a single job)."""
+        return self.optimizer.defaults["lr"] * self.lr_factor(step - state.level_start, state.level_steps)
+
+
+def build_replicates(cfg: DictConfig) -> Replicates:
+    """Check ``cfg`` and build the K replicates' data, stacked networks, lotteries and optimizer."""
+    started = now()
+    check_config(cfg)
+    replicates = cfg.train.replicates
+    datamodule = build_datamodule(cfg)
+    build_model = model_factory(cfg, datamodule)
+    configs = [replicate_config(cfg, k) for k in range(replicates)]
+    models = [build_model(derived_seed(c.seed, "model")) for c in configs]
+    check_tensor_names(cfg, prunable_weight_names(models[0]))
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+        raise ConfigError(
+            f"lth: invalid config: train.replicates={replicates} with model={choice(cfg, 'model')}: "
+            "BatchNorm layers are not stacked yet; allowed: train.replicates=1 for this model"
+        )
+    prunable = [name for name in prunable_weight_names(models[0]) if name not in cfg.prune.exclude]
+    device = training_device(cfg)
+    stacked = StackedNetworks(models, prunable).to(device)
+    data = datamodule.replicate_data([c.seed for c in configs], device)
+    budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
+    loss = LOSSES[datamodule.task]
+    lotteries = [
+        build_lottery(
+            c,
+            network,
+            budget,
+            datamodule,
+            build_model,
+            lambda split, k=k: data.split(k, split),
+            evaluator(network, loss, datamodule.task == "classification"),
+        )
+        for k, (c, network) in enumerate(zip(configs, stacked.networks, strict=True))
+    ]
+    optim = OmegaConf.to_container(cfg.optim)
+    assert isinstance(optim, dict)
+    optimizer = build_optimizer(stacked.parameters(), optim)
+    run_dirs = [RunDirectory(c.paths.output_dir) for c in configs]
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    run_dir = RunDirectory(cfg.paths.output_dir)
+    factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
+    return Replicates(
+        resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor, started
+    )
+
+
+def save_checkpoint(job: Replicates, step: int) -> None:
+    """Everything a rerun resumes from, as ``checkpoints/last.ckpt`` (the previous one kept)."""
+    job.run_dir.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = job.run_dir.checkpoint_dir / f".{LAST}.tmp"
+    torch.save(
+        {
+            "step": step,
+            "stacked": job.stacked.state_dict(),
+            "optimizer": job.optimizer.state_dict(),
+            "lotteries": [lottery.state_dict() for lottery in job.lotteries],
+        },
+        tmp,
+    )
+    install_checkpoint(job.run_dir.checkpoint_dir, tmp)
+
+
+def restore(job: Replicates) -> int:
+    """Load the newest good checkpoint, if any; the step it was taken at (0 without one)."""
+    path = resumable_checkpoint(job.run_dir.checkpoint_dir)
+    if path is None:
+        return 0
+    log.info("lth: resuming from %s", path)
+    checkpoint = torch.load(path, map_location=job.stacked.alive.device, weights_only=True)
+    job.stacked.load_state_dict(checkpoint["stacked"])
+    job.optimizer.load_state_dict(checkpoint["optimizer"])
+    for lottery, state in zip(job.lotteries, checkpoint["lotteries"], strict=True):
+        lottery.load_state_dict(state)
+    return int(checkpoint["step"])
+
+
+def train(job: Replicates) -> None:
+    """Train every replicate until all are finished, writing each one's files as its levels end."""
+    step, every = restore(job), job.cfg.train.checkpoint_every
+    for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        lottery.start()
+        save_start_points(job, k)
+    batches = job.data.batches(step)
+    while not all(lottery.finished for lottery in job.lotteries):
+        live = [lottery for lottery in job.lotteries if not lottery.finished]
+        steps = min(lottery.steps_until_event(step, MAX_STEPS_PER_BATCH) for lottery in live)
+        steps = min(steps, every - step % every) if every else steps
+        losses, level = [], live[0].state
+        for _ in range(steps):
+            for group in job.optimizer.param_groups:
+                group["lr"] = job.lr(step, level)
+            x, y = next(batches)
+            losses.append(job.stacked.step(x, y, job.loss, job.optimizer))
+            step += 1
+        ended = after_steps(job, step, torch.stack(losses))
+        if ended or (every and step % every == 0):
+            save_checkpoint(job, step)
+
+
+def save_start_points(job: Replicates, k: int) -> None:
+    """Replicate ``k``'s theta_0 and rewind point, each once it exists (as a single job's)."""
+    lottery = job.lotteries[k]
+    if job.cfg.results.save_weights:
+        rewind = lottery.state.snapshot if lottery.rewinds else None
+        job.run_dirs[k].save_start_points(lottery.state.theta_0, rewind)
+
+
+def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
+    """Hand each live replicate its ``losses`` (steps x K); write what they produced; start the next
+    level (with a fresh optimizer state) where one ended. True if any level ended."""
+    ended = advanced = False
+    for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
+        if lottery.finished:
+            continue
+        outcome = lottery.after_step(step, losses[:, k])
+        if outcome.evaluation is not None:
+            run_dir.append_evaluation(lottery.state.level, outcome.evaluation)
+        if outcome.record is None:
+            continue
+        ended, network = True, lottery.network
+        state = network.model_state() if job.cfg.results.save_weights else None
+        run_dir.save_level(outcome.record.level, network.mask_dict(), state, outcome.tensors)
+        run_dir.write_records(lottery.state.records)
+        save_start_points(job, k)
+        if lottery.finished:
+            run_dir.mark_done(lottery.state.status, len(lottery.state.records))
+            if lottery.state.status == "diverged":
+                job.stacked.freeze(k)
+        else:
+            lottery.next_level(step)
+            advanced = True
+    if advanced:  # levels end together: every live replicate starts its next level now
+        job.optimizer.state.clear()
+    return ended
+
+
+def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
+    """Train the replicates (resuming from the last good checkpoint), write their files and the job's
+    ``DONE``; return each replicate's records."""
+    job.run_dir.write_config(OmegaConf.to_yaml(job.cfg))
+    for config, run_dir in zip(job.configs, job.run_dirs, strict=True):
+        run_dir.write_config(OmegaConf.to_yaml(config))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    fields = collect(job.stacked.alive.device, 1, overrides)
+    provenances = [Provenance(d.meta_file) for d in (job.run_dir, *job.run_dirs)]
+    for provenance in provenances:
+        provenance.start(fields, job.started)
+    try:
+        train(job)
+    finally:
+        finished = [lottery.finished for lottery in job.lotteries]
+        for provenance, done in zip(provenances, [all(finished), *finished], strict=True):
+            provenance.end(done)
+    statuses = {lottery.state.status for lottery in job.lotteries}
+    job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
+    remove_checkpoints(job.run_dir.checkpoint_dir)
+    Console().print(sweep_table(job.run_dir.path))
+    return [[r.to_dict() for r in lottery.state.records] for lottery in job.lotteries]

@@ -1,0 +1,221 @@
+"""train.replicates=K: replicate k of a stack is the single job with seed seed+k; files, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from rich.console import Console
+
+from lth.errors import ConfigError
+from lth.lottery import prunable_weight_names
+from lth.lottery.stacked import StackedNetworks
+from lth.models import MLP
+from lth.report import report
+from lth.run.config import check_config
+from lth.run.console import sweep_table
+from lth.run.job import build_job, execute, run
+from lth.run.job_dir import RunDirectory
+from lth.run.replicates import build_replicates, execute_replicates, train
+from tests.conftest import LTH_TRAIN
+from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
+
+REL = 1e-5  # metrics of a replicate against its single job (float sums in another order)
+QUIET = ("trainer.enable_progress_bar=false",)
+
+
+def assert_close(x: object, y: object, where: tuple) -> None:
+    """Equal, floats within ``REL`` (nested in dicts, e.g. the analyses' numbers)."""
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), where
+        for key in x:
+            assert_close(x[key], y[key], (*where, key))
+    elif isinstance(x, float):
+        assert math.isclose(x, y, rel_tol=REL, abs_tol=1e-7), (*where, x, y)
+    else:
+        assert x == y, where
+
+
+def assert_same_lottery(replicate: Path, single: Path) -> None:
+    """Same masks at every level; every metric within ``REL``; the same steps, levels and statuses."""
+    a, b = RunDirectory(replicate).read_records(), RunDirectory(single).read_records()
+    assert [r["level"] for r in a] == [r["level"] for r in b] and len(a) >= 3
+    for x, y in zip(a, b, strict=True):
+        assert_close(
+            {k: v for k, v in x.items() if k != "wall_s"},
+            {k: v for k, v in y.items() if k != "wall_s"},
+            (x["level"],),
+        )
+        masks_a, masks_b = (
+            RunDirectory(replicate).load_masks(x["level"]),
+            RunDirectory(single).load_masks(x["level"]),
+        )
+        assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_b), x["level"]
+    assert json.loads((replicate / "DONE").read_text()) == json.loads((single / "DONE").read_text())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("init=winning_ticket", "prune.scope=layer", "optim=sgd"),
+        ("init=rewind", "init.rewind_step=5", "prune.scope=global", "optim=adam"),
+        ("init=reinit", "prune.scope=layer", "optim=adam", "optim.weight_decay=0.01"),
+        ("init=random_prune", "prune.scope=global", "optim=sgd", "optim.schedule=cosine"),
+        ("prune=snip", "init.pruned_weights=frozen_init", "optim=sgd"),
+    ],
+    ids=[
+        "winning_ticket-layer-sgd",
+        "rewind-global-adam",
+        "reinit-layer-adam-wd",
+        "random_prune-global-sgd",
+        "snip-frozen_init-sgd",
+    ],
+)
+def test_replicate_k_ends_as_the_single_job_with_seed_plus_k(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    stacked = make_cfg("seed=3", "train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}", *overrides)
+    execute_replicates(build_replicates(stacked))
+    for k in range(2):
+        single = make_cfg(f"seed={3 + k}", f"paths.output_dir={tmp_path / f'single{k}'}", *QUIET, *overrides)
+        execute(build_job(single))
+        assert_same_lottery(tmp_path / "stack" / f"replicate_{k}", tmp_path / f"single{k}")
+
+
+def test_the_job_directory_holds_one_job_directory_per_replicate_and_reports_them_as_seeds(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = make_cfg("seed=5", "train.replicates=3", "prune.levels=1")
+    out = Path(cfg.paths.output_dir)
+    records = run(cfg)
+    assert [len(r) for r in records] == [2, 2, 2]
+    for k in range(3):
+        job = out / f"replicate_{k}"
+        assert (job / "results.jsonl").exists() and (job / "curves.jsonl").exists()
+        assert (job / "levels" / "level_01" / "masks.pt").exists() and (
+            job / "levels" / "level_01" / "state.pt"
+        ).exists()
+        assert (job / "init.pt").exists() and json.loads((job / "meta.json").read_text())["end_time"]
+        assert json.loads((job / "DONE").read_text()) == {"status": "complete", "levels": 2}
+        assert "seed: " + str(5 + k) in (job / "config.yaml").read_text()
+    assert json.loads((out / "DONE").read_text())["status"] == "complete"
+    assert not list((out / "checkpoints").glob("*.ckpt"))
+    assert run(cfg) == records  # finished: read back, not rerun
+    console = Console(record=True, width=120)
+    console.print(sweep_table(tmp_path))  # a sweep's closing table: a row per replicate
+    rows = [line for line in console.export_text().splitlines() if "replicate_" in line]
+    assert [row.split()[1] for row in rows] == [f"run/replicate_{k}" for k in range(3)]
+    assert all("complete" in row for row in rows)
+    summary = (report(out, tmp_path / "report") / "jobs.csv").read_text().splitlines()
+    assert sorted(line.split(",")[1] for line in summary[1:]) == ["5", "6", "7"]  # the seeds column
+
+
+def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    job = build_replicates(make_cfg("train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}"))
+    with torch.no_grad():
+        job.stacked.params["fc1.weight"][1] = math.nan
+    execute_replicates(job)
+    stack = tmp_path / "stack"
+    assert json.loads((stack / "replicate_1" / "DONE").read_text()) == {"status": "diverged", "levels": 1}
+    at_divergence = RunDirectory(stack / "replicate_1").load_state(0)
+    for name, weight in job.stacked.networks[1].model_state().items():  # frozen: never trained again
+        torch.testing.assert_close(weight, at_divergence[name], rtol=0, atol=0, equal_nan=True)
+    assert json.loads((stack / "DONE").read_text())["status"] == "diverged"
+    execute(build_job(make_cfg(f"paths.output_dir={tmp_path / 'single'}", *QUIET)))
+    assert_same_lottery(stack / "replicate_0", tmp_path / "single")
+
+
+REPLICATES_JOB = [
+    "train.replicates=4",
+    "train.steps=150",
+    "train.eval_every=10",
+    "train.checkpoint_every=7",
+    "train.batch_size=32",
+    "prune.levels=2",
+    "init=rewind",
+    "init.rewind_step=15",
+    "logger=none",
+]
+
+
+def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    def start(run_dir: Path) -> subprocess.Popen[str]:
+        log = open(f"{run_dir}.log", "a")  # noqa: SIM115 (closed with the process)
+        args = [*LTH_TRAIN, *REPLICATES_JOB, f"hydra.run.dir={run_dir}"]
+        env = cli_env | {"OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    assert start(reference).wait(timeout=300) == 0
+    kills = 0
+    for _ in range(4):
+        proc = start(interrupted)
+        wait_for_new_checkpoint(proc, interrupted / "checkpoints" / "last.ckpt")
+        kills += kill(proc)
+        if kills == 2:
+            break
+    assert kills == 2 and not (interrupted / "DONE").exists()
+    assert start(interrupted).wait(timeout=300) == 0
+    assert Path(f"{interrupted}.log").read_text().count("resuming from") >= kills
+    for k in range(4):
+        assert_same_results(reference / f"replicate_{k}", interrupted / f"replicate_{k}")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.budget=flops", "train.budget"),
+        ("trainer.precision=bf16-mixed", "trainer.precision"),
+        ("trainer=ddp", "trainer.devices"),
+        ("prune=learned_supermask prune.levels=0", "prune.learned"),
+        ("logger=csv", "logger"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused_in_one_line(
+    make_cfg: Callable[..., DictConfig], override: str, key: str
+) -> None:
+    check_config(make_cfg(*override.split()))  # fine alone
+    with pytest.raises(ConfigError, match=rf"^lth: invalid config: {key}=.*with train.replicates=4[^\n]*$"):
+        check_config(make_cfg(*override.split(), "train.replicates=4"))
+
+
+def test_a_refused_replicate_job_exits_2_with_one_line(
+    lth_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = lth_cli("train.replicates=2", "train.budget=flops", "logger=none")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lth: invalid config: train.budget='flops'; allowed: steps with train.replicates=2 (levels run in lockstep)"
+    ]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_stacked_step_runs_on_cuda(make_cfg: Callable[..., DictConfig]) -> None:
+    job = build_replicates(make_cfg("train.replicates=4"))
+    assert all(p.is_cuda for p in job.stacked.parameters()) and job.data.x.is_cuda
+    assert all(m.is_cuda for m in job.stacked.masks.values())
+    train(job)
+    assert all(lottery.state.status == "complete" for lottery in job.lotteries)
+    masks = job.stacked.networks[0].mask_dict()
+    assert all(m.is_cuda for m in masks.values()) and masks[next(iter(masks))].float().mean() < 1
+
+
+def test_the_batched_matmul_and_the_vmap_forward_give_each_replicate_its_own_loss() -> None:
+    models = [MLP((40,), 10, [16, 8]) for _ in range(3)]
+    x, y = torch.randn(3, 5, 40), torch.randint(0, 10, (3, 5))
+    alone = torch.stack([F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(models)])
+    stacked = StackedNetworks(models, prunable_weight_names(models[0]))
+    assert stacked.chain
+    torch.testing.assert_close(stacked.losses(x, y, F.cross_entropy), alone)
+    torch.testing.assert_close(stacked.vmapped_losses(x, y, F.cross_entropy), alone)
