@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from scipy.sparse.csgraph import connected_components
 from torch import Tensor, nn
 
 from lth.analysis.level import Level, Result, accuracy, batched, evaluating, layer_name
@@ -82,6 +81,8 @@ def units(level: Level, threshold: float = 0.9, removable_drop: float = 0.005, s
     """``{layer: {units, dead, repeated, clusters, removable, mean_drop, max_drop, acc}}``."""
     model, (x, y) = level.network()
     x, y = x[:samples], y[:samples]
+    from scipy.sparse.csgraph import connected_components  # here: checking a config need not load scipy
+
     summary: dict[str, Any] = {}
     tensors: dict[str, Tensor] = {}
     with evaluating(model):
