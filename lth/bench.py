@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates")
     args = parser.parse_args(argv)
+    quiet_third_party_noise()
     if args.compare_threads:
         compare_threads(args.compare_threads, args.steps, args.rounds, args.overrides)
         return
