@@ -304,7 +304,6 @@ def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
 
 
 def replicates_main(threads: list[int], sizes: list[int]) -> None:
-    quiet_third_party_noise()
     with tempfile.TemporaryDirectory() as tmp:
         write_random_mnist(Path(tmp), seed=0)
         for n in threads:
