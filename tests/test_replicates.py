@@ -25,6 +25,7 @@ from lth.run.job import build_job, execute, run
 from lth.run.job_dir import RunDirectory
 from lth.run.replicates import build_replicates, execute_replicates, train
 from tests.conftest import LTH_TRAIN
+from tests.test_resume import JOB as RESUME_JOB
 from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
 
 REL = 1e-5  # metrics of a replicate against its single job (float sums in another order)
@@ -134,17 +135,7 @@ def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     assert_same_lottery(stack / "replicate_0", tmp_path / "single")
 
 
-REPLICATES_JOB = [
-    "train.replicates=4",
-    "train.steps=150",
-    "train.eval_every=10",
-    "train.checkpoint_every=7",
-    "train.batch_size=32",
-    "prune.levels=2",
-    "init=rewind",
-    "init.rewind_step=15",
-    "logger=none",
-]
+REPLICATES_JOB = ["train.replicates=4", *RESUME_JOB]  # the single-job kill -9 test's job, stacked
 
 
 def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
