@@ -118,3 +118,46 @@ def test_report_of_a_single_run_directory(sweep: Path, tmp_path: Path) -> None:
     assert [float(r["test_acc_mean"]) for r in rows] == pytest.approx([a - 0.02 for a in WT_ACC])
     assert all(r["n"] == "1" and r["test_acc_std"] == "nan" for r in rows)
     assert "| all jobs | 0 | 100.00 | 1 | 88.00 |" in (tmp_path / "one" / "summary.md").read_text()
+
+
+def test_mask_overlap_between_seeds_and_between_inits(tmp_path: Path, sweep: Path) -> None:
+    """Level 1's masks (fc1 | fc2, fc2 all kept): winning_ticket's seeds identical, reinit's seeds share 2 of
+    fc1's 6 kept weights, seed 0's inits are disjoint on fc1; level 0 keeps everything."""
+    import torch
+
+    fc1 = {
+        ("winning_ticket", 0): [1, 1, 1, 1, 0, 0, 0, 0],
+        ("winning_ticket", 1): [1, 1, 1, 1, 0, 0, 0, 0],
+        ("reinit", 0): [0, 0, 0, 0, 1, 1, 1, 1],
+        ("reinit", 1): [1, 1, 0, 0, 1, 1, 0, 0],
+    }
+    root = tmp_path / "masks"
+    for num, ((init, seed), kept) in enumerate(fc1.items()):
+        records = [record(lv, 0.9, 100) for lv in range(2)]
+        job = write_job(root, num, [f"init={init}", f"seed={seed}"], records, "complete")
+        for level, mask in ((0, [1] * 8), (1, kept)):
+            (job / "levels" / f"level_{level:02d}").mkdir(parents=True)
+            masks = {
+                "fc1.weight": torch.tensor(mask, dtype=torch.bool),
+                "fc2.weight": torch.ones(4, dtype=torch.bool),
+            }
+            torch.save(masks, job / "levels" / f"level_{level:02d}" / "masks.pt")
+    main([str(root)])
+    with (root / "report" / "mask_overlap.csv").open() as f:
+        rows = {(r["between"], r["group"], r["level"]): r for r in csv.DictReader(f)}
+    expected = {
+        ("seeds", "init=reinit", "0"): (1.0, 1),
+        ("seeds", "init=reinit", "1"): ((2 + 4) / (6 + 4), 1),
+        ("seeds", "init=winning_ticket", "1"): (1.0, 1),
+        ("init=reinit vs init=winning_ticket", "all jobs", "0"): (1.0, 2),
+        ("init=reinit vs init=winning_ticket", "all jobs", "1"): ((4 / 12 + 6 / 10) / 2, 2),  # seed 0, seed 1
+    }
+    for key, (jaccard, pairs) in expected.items():
+        assert float(rows[key]["jaccard_mean"]) == pytest.approx(jaccard, abs=1e-4)
+        assert int(rows[key]["n_pairs"]) == pairs and float(rows[key]["weights_remaining"]) == pytest.approx(
+            0.8 ** int(key[2])
+        )
+    assert len(rows) == 6  # winning_ticket's level 0 too
+    assert png_size(root / "report" / "analysis" / "mask_overlap.seeds.png")[0] > 0
+    main([str(sweep)])  # no job saved masks: no overlap
+    assert not (sweep / "report" / "mask_overlap.csv").exists()

@@ -3,16 +3,19 @@ power-law exponent alpha of their tail.
 
 Training moves the ESD from a Marchenko-Pastur bulk toward heavy tails; smaller alpha means more
 implicit regularisation (2-4 in well-trained layers). Conv layers as weightwatcher treats them: each of
-the kh x kw slices ``W[:, :, i, j]`` is a matrix, their eigenvalues pooled. The fit is Clauset, Shalizi
-& Newman's (2009), as the ``powerlaw`` package under weightwatcher does it: for each candidate xmin the
-continuous maximum-likelihood alpha = 1 + n / sum ln(x / xmin) over the n eigenvalues >= xmin, and the
-xmin whose fit has the least Kolmogorov-Smirnov distance D to the tail's empirical distribution.
+the kh x kw slices ``W[:, :, i, j]`` is a matrix, their eigenvalues pooled. The fit is the
+``powerlaw`` package's (Alstott et al. 2014, the one under weightwatcher): Clauset, Shalizi & Newman's
+(2009) continuous maximum-likelihood alpha for each candidate xmin, and the xmin whose fit has the least
+Kolmogorov-Smirnov distance D to the tail's empirical distribution.
 Recorded per layer: ``alpha``, ``xmin``, ``ks_distance`` (D, the goodness), ``tail`` (n), ``alpha_init``
 (the same fit of W0); the eigenvalues go to ``<layer>.eigenvalues``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,32 +25,30 @@ from torch import Tensor
 from lth.analysis.level import Level, Result, layer_name
 
 MIN_TAIL = 10  # the fewest eigenvalues a fitted tail holds
+EMPTY: dict[str, float | int | None] = {"alpha": None, "xmin": None, "ks_distance": None, "tail": None}
 
 
 def power_law_fit(values: np.ndarray, min_tail: int = MIN_TAIL) -> dict[str, float | int | None]:
-    """``alpha``, ``xmin``, ``ks_distance`` and ``tail`` of the best power-law fit of the positive
-    ``values``' tail; all None when fewer than ``min_tail`` values are positive."""
+    """``alpha``, ``xmin``, ``ks_distance`` and ``tail`` of ``powerlaw``'s fit of the positive ``values``'
+    tail; all None when fewer than ``min_tail`` values are positive or no fit is found."""
+    import powerlaw  # here, not at the top: checking a config must not import it
+
     x = np.sort(values[values > 0].astype(float))
-    n = len(x)
-    if n < min_tail:
-        return {"alpha": None, "xmin": None, "ks_distance": None, "tail": None}
-    logs = np.log(x)
-    suffix = np.cumsum(logs[::-1])[::-1]  # sum of logs from index i on
-    best: tuple[float, float, float, int] = (np.inf, np.nan, np.nan, 0)
-    for i in np.unique(x[: n - min_tail + 1], return_index=True)[1]:
-        m = n - i
-        spread = suffix[i] - m * logs[i]
-        if spread <= 0:
-            continue
-        alpha = 1 + m / spread
-        fitted = 1 - (x[i:] / x[i]) ** (1 - alpha)
-        steps = np.arange(m) / m
-        distance = max(np.abs(steps - fitted).max(), np.abs(steps + 1 / m - fitted).max())
-        if distance < best[0]:
-            best = (distance, alpha, x[i], m)
-    distance, alpha, xmin, tail = best
-    if tail == 0:
-        return {"alpha": None, "xmin": None, "ks_distance": None, "tail": None}
+    if len(x) < min_tail:
+        return dict(EMPTY)
+    with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        # xmin: x[0] .. x[last], each leaving a tail of at least min_tail (powerlaw searches a range's
+        # values below its end but one); alpha unbounded above (powerlaw 2's default stops at 3)
+        last = len(x) - min_tail
+        xmin = x[0] if last == 0 else (x[0], x[min(last + 2, len(x) - 1)])
+        fit = powerlaw.Fit(x, xmin=xmin, verbose=False, parameter_ranges={"alpha": [1, None]})
+        if not np.isfinite(fit.xmin):  # fewer than two distinct candidates for xmin
+            return dict(EMPTY)
+        law = fit.power_law
+        alpha, xmin, distance, tail = law.alpha, law.xmin, law.D, law.n
+    if not np.isfinite([alpha, xmin, distance]).all() or tail < min_tail:
+        return dict(EMPTY)
     return {"alpha": float(alpha), "xmin": float(xmin), "ks_distance": float(distance), "tail": int(tail)}
 
 
