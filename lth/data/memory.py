@@ -58,6 +58,11 @@ class ShuffledBatches:
     def permutation(self, epoch: int) -> Tensor:
         return epoch_permutation(len(self.x), self.seed, epoch)
 
+    def on_device(self, rank: int = 0, world: int = 1) -> DrawnOnDevice:
+        """These batches (``augment`` None) drawn on the data's device, for a captured step."""
+        columns = torch.arange(rank, self.batch_size, world)
+        return DrawnOnDevice(self.x, self.y, self.permutation, len(self.x), self.batch_size, columns)
+
     def __iter__(self) -> Iterator[Split]:
         step, rank, world = self.position()
         epoch, index = divmod(step, self.batches_per_epoch)
@@ -74,6 +79,42 @@ class ShuffledBatches:
                     x = self.augment(self.x.index_select(0, rows), generator)
                     yield x[rank::world], self.y.index_select(0, rows)[rank::world]
             epoch, index = epoch + 1, 0
+
+
+class DrawnOnDevice:
+    """The batches of ``ShuffledBatches`` (without augmentation) drawn by tensors that stay in place on
+    the data's device, as a captured training step needs (``trainer.cuda_graphs``): ``prepare(step)``, on
+    the host before each step, loads a new epoch's order and the position in it; ``draw()``, inside the
+    step, gathers the batch at the position held on the device and advances it. No value is read back to
+    the host. ``orders(epoch)`` gives an epoch's rows of the examples, ``(n,)`` or ``(K, n)`` (replicates)."""
+
+    def __init__(
+        self, x: Tensor, y: Tensor, orders: Callable[[int], Tensor], n: int, batch_size: int, columns: Tensor
+    ) -> None:
+        self.x, self.y, self.orders, self.batch_size = x, y, orders, batch_size
+        self.batches_per_epoch = n // batch_size
+        self.order = orders(0).to(x.device)  # the loaded epoch's rows
+        self.epoch, self.next_step = 0, 0
+        self.position = torch.zeros((), dtype=torch.long, device=x.device)  # the batch within the epoch
+        self.columns = columns.to(x.device)  # the columns of a global batch this process takes
+
+    def prepare(self, step: int) -> None:
+        """Make the next ``draw()`` give the batch of global step ``step``."""
+        epoch, index = divmod(step, self.batches_per_epoch)
+        if epoch != self.epoch:
+            self.order.copy_(self.orders(epoch))
+            self.epoch = epoch
+        if step != self.next_step or index == 0:
+            self.position.fill_(index)
+        self.next_step = step + 1
+
+    def draw(self) -> Split:
+        """The prepared step's batch, ``(B, ...)`` (or ``(K, B, ...)``); the position moves on by one."""
+        rows = self.order.index_select(-1, self.columns + self.position * self.batch_size)
+        self.position.add_(1)
+        x = self.x.index_select(0, rows.flatten()).view(*rows.shape, *self.x.shape[1:])
+        y = self.y.index_select(0, rows.flatten()).view(*rows.shape, *self.y.shape[1:])
+        return x, y
 
 
 class ReplicateData:
@@ -105,13 +146,23 @@ class ReplicateData:
         rows = (self.val_rows if name == "val" else self.train_rows)[k]
         return self.x.index_select(0, rows), self.y.index_select(0, rows)
 
+    def epoch_rows(self, epoch: int) -> Tensor:
+        """Every replicate's training rows of the pool in the order of ``epoch``, ``(K, n)``."""
+        n = self.train_rows.shape[1]
+        perms = torch.stack([epoch_permutation(n, seed, epoch) for seed in self.seeds])
+        return self.train_rows.gather(1, perms.to(self.x.device))
+
+    def on_device(self) -> DrawnOnDevice:
+        """``batches`` (``augment`` None) drawn on the pool's device, for a captured step."""
+        n, columns = self.train_rows.shape[1], torch.arange(self.batch_size)
+        return DrawnOnDevice(self.x, self.y, self.epoch_rows, n, self.batch_size, columns)
+
     def batches(self, step: int) -> Iterator[Split]:
         """The stacked training batches of every replicate, one per optimizer step from ``step`` on."""
         epoch, index = divmod(step, self.batches_per_epoch)
-        size, n = self.batch_size, self.train_rows.shape[1]
+        size = self.batch_size
         while True:
-            perms = torch.stack([epoch_permutation(n, seed, epoch) for seed in self.seeds])
-            rows = self.train_rows.gather(1, perms.to(self.x.device))
+            rows = self.epoch_rows(epoch)
             for i in range(index, self.batches_per_epoch):
                 batch = rows[:, i * size : (i + 1) * size]
                 x = self.x.index_select(0, batch.flatten()).view(*batch.shape, *self.x.shape[1:])
@@ -219,6 +270,20 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.hold_on(self.trainer.strategy.root_device)
         x, y = self.split("train")
         return iter(ShuffledBatches(x, y, self.batch_size, self.seed, self._position, self.augmentation))
+
+    @property
+    def capture_obstacle(self) -> str | None:
+        """Why a captured training step cannot draw this data's batches (None: it can)."""
+        return "the training augmentation draws on the host each step" if self.augmentation else None
+
+    def batches_on_device(self) -> DrawnOnDevice:
+        """This rank's ``train_batches``, drawn on the trainer's device by a captured step."""
+        trainer = self.trainer
+        assert trainer is not None and self.augmentation is None
+        self.hold_on(trainer.strategy.root_device)
+        x, y = self.split("train")
+        batches = ShuffledBatches(x, y, self.batch_size, self.seed, self._position)
+        return batches.on_device(trainer.global_rank, trainer.world_size)
 
     def replicate_data(self, seeds: list[int], device: torch.device) -> ReplicateData:
         """The data of replicates with ``seeds`` on ``device``; this module's own train and val splits

@@ -83,6 +83,10 @@ class TeacherStudentDataModule(InMemoryDataModule):
         self.teacher_seed = teacher_seed  # of the current teacher
         self.teacher = self.make_teacher(teacher_seed)
 
+    @property
+    def capture_obstacle(self) -> str | None:
+        return "data=teacher_student labels (or draws) its batches as they are drawn"
+
     @torch.no_grad()
     def label(self, x: Tensor) -> Tensor:
         return self.teacher.to(x.device)(x)

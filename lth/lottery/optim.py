@@ -33,6 +33,14 @@ def lr_factor(schedule: str, warmup_steps: int) -> Callable[[int, int], float]:
     return factor
 
 
+def set_lr(group: dict[str, Any], lr: float) -> None:
+    """Set a param group's learning rate; a tensor one (read by a captured step) is filled in place."""
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].fill_(lr)
+    else:
+        group["lr"] = lr
+
+
 def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The ``optim`` config's optimizer over ``params`` (its schedule keys left out)."""
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in optim.items() if k not in SCHEDULE_KEYS}

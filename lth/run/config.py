@@ -131,6 +131,10 @@ def check_config(cfg: DictConfig) -> None:
         checks.append(("train.checkpoint_every", _int_in(1)))
     checks.append(("trainer.precision", _one_of(PRECISIONS)))
     checks.append(("trainer.verbose", ((lambda v: isinstance(v, bool)), "true or false")))
+    if "cuda_graphs" in cfg.trainer:
+        checks.append(
+            ("trainer.cuda_graphs", ((lambda v: v in ("auto", True, False)), "one of auto, true, false"))
+        )
     checks += trainer_checks(cfg)
     if "gradient_clip_val" in cfg.trainer:  # lth writes its optimizer steps out; Lightning clips none
         checks.append(("trainer.gradient_clip_val", ((lambda v: v is None), "null")))

@@ -48,6 +48,7 @@ from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.run.config import check_config, check_tensor_names
 from lth.run.console import LotteryProgressBar, print_results
+from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
 from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
@@ -196,6 +197,7 @@ def build_job(cfg: DictConfig) -> Job:
     """Check ``cfg`` and build data, model, masks, lottery and Trainer; nothing is trained or written."""
     started = now()
     check_config(cfg)
+    initialize_cuda_early(str(cfg.trainer.get("accelerator", "auto")))
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
@@ -212,7 +214,8 @@ def build_job(cfg: DictConfig) -> Job:
         network: MaskedNetwork = LearnedSupermask(model, prunable, derived_seed(cfg.seed, "supermask"))
     else:
         network = MaskedNetwork(model, prunable)
-    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim)
+    cuda_graphs = str(cfg.trainer.get("cuda_graphs", "auto")).lower()
+    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim, cuda_graphs)
     run_dir = RunDirectory(cfg.paths.output_dir)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
     lottery = build_lottery(

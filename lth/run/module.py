@@ -13,11 +13,14 @@ on the next batch of the per-step stream that Lightning hands over (``lth.data.m
 device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
 run, so Lightning's per-batch machinery is paid once per run instead of once per step; otherwise
 (DDP, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.
-What the plain steps skip of Lightning is written once, at ``advance_global_step``.
+What the plain steps skip of Lightning is written once, at ``advance_global_step``. On CUDA the plain
+step is captured as a CUDA graph and replayed (``trainer.cuda_graphs``, ``lth.run.cuda_graphs``): the
+batch is then drawn on the device (``lth.data.memory.DrawnOnDevice``) instead of taken from the stream.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,7 +32,11 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from lth.lottery.masks import MaskedNetwork
-from lth.lottery.optim import build_optimizer, lr_factor
+from lth.lottery.optim import build_optimizer, lr_factor, set_lr
+from lth.lottery.supermask import LearnedSupermask
+from lth.run.cuda_graphs import DeviceLosses, StepGraph, fallback_line, make_capturable, plan_capture
+
+log = logging.getLogger("lth")
 
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
 EVAL_CHUNK = 8192
@@ -77,6 +84,7 @@ class LotteryModule(pl.LightningModule):
         task: str,
         num_classes: int,
         optim: Mapping[str, Any],
+        cuda_graphs: str = "auto",
     ) -> None:
         super().__init__()
         self.network = network
@@ -85,6 +93,10 @@ class LotteryModule(pl.LightningModule):
         self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
         self.steps_per_batch = 1  # optimizer steps of the next training batch (set by the PruningCallback)
         self.plain_steps = False  # set in on_fit_start: plain PyTorch steps, several per batch
+        self.cuda_graphs = cuda_graphs  # trainer.cuda_graphs: auto, true or false
+        self.captured = False  # set in on_fit_start: plain steps replayed from a CUDA graph
+        self.drawn_steps = False  # the captured path's steps, run eagerly (a test of that path on CPU)
+        self.step_graph: StepGraph | None = None  # built at the first training batch
         self.accuracy = (
             MulticlassAccuracy(num_classes=num_classes, average="micro") if task == "classification" else None
         )
@@ -108,7 +120,9 @@ class LotteryModule(pl.LightningModule):
         for group, base, factor in zip(
             optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
         ):
-            group["lr"] = base * factor(scheduler.last_epoch)
+            set_lr(group, base * factor(scheduler.last_epoch))
+        if self.step_graph is not None:
+            self.step_graph.reset()  # new masks, restarted weights, fresh optimizer state
 
     def on_fit_start(self) -> None:
         trainer = self.trainer
@@ -117,6 +131,19 @@ class LotteryModule(pl.LightningModule):
         )
         if self.plain_steps:
             check_step_counter(trainer)
+        self.captured, why = plan_capture(
+            self.cuda_graphs, trainer.strategy.root_device, self.capture_obstacles()
+        )
+        if why and trainer.is_global_zero:
+            log.info(fallback_line(self.cuda_graphs, why))
+
+    def capture_obstacles(self) -> list[str]:
+        """What of this job a captured step cannot run, each with why."""
+        obstacles = [] if self.plain_steps else ["DDP and mixed precision step through Lightning"]
+        if isinstance(self.network, LearnedSupermask):
+            obstacles.append("prune.learned seeds each step's mask draw on the host")
+        data = self.trainer.datamodule.capture_obstacle
+        return obstacles + ([data] if data else [])
 
     @property
     def max_steps_per_batch(self) -> int:
@@ -129,26 +156,58 @@ class LotteryModule(pl.LightningModule):
     def training_step(self, batches: Iterator[tuple[Tensor, Tensor]], batch_idx: int) -> dict[str, Tensor]:
         """``steps_per_batch`` optimizer steps, each on the next batch of ``batches``; returns their
         losses (the lottery averages them between evaluations)."""
+        if self.captured or self.drawn_steps:
+            return self._replayed_steps()
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         if self.plain_steps:
             optimizer = optimizer.optimizer  # the torch optimizer, without Lightning's step wrapper
         losses = []
         for _ in range(self.steps_per_batch):
             x, y = next(batches)
-            loss = self.loss(self.network(x.to(self.device)), y.to(self.device))
-            optimizer.zero_grad(set_to_none=True)
-            if self.plain_steps:
-                loss.backward()
-            else:
-                self.manual_backward(loss)
-            self.network.mask_gradients()
-            optimizer.step()
+            losses.append(self._optimizer_step(x.to(self.device), y.to(self.device), optimizer))
             scheduler.step()
-            self.network.apply_masks()
-            losses.append(loss.detach())
         if self.plain_steps:  # Lightning's wrapper, which counts trainer.global_step, was bypassed
             advance_global_step(self.trainer, len(losses))
         return {"losses": torch.stack(losses)}
+
+    def _optimizer_step(self, x: Tensor, y: Tensor, optimizer: Any) -> Tensor:
+        """One masked optimizer step on ``(x, y)``; its loss (detached, on the device)."""
+        loss = self.loss(self.network(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        if self.plain_steps:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+        self.network.mask_gradients()
+        optimizer.step()
+        self.network.apply_masks()
+        return loss.detach()
+
+    def _replayed_steps(self) -> dict[str, Tensor]:
+        """The batch's steps replayed from the captured step (its batches drawn on the device); the LR
+        schedule fills the tensor learning rate between them."""
+        trainer, scheduler = self.trainer, self.lr_schedulers()
+        if self.step_graph is None:
+            self.step_graph = self._capture_step()
+        first = trainer.datamodule.first_step + trainer.global_step  # the data stream's step
+        for i in range(self.steps_per_batch):
+            self.drawn.prepare(first + i)
+            self.step_graph()
+            scheduler.step()
+        advance_global_step(trainer, self.steps_per_batch)
+        return {"losses": self.step_losses.take(self.steps_per_batch)}
+
+    def _capture_step(self) -> StepGraph:
+        """The plain step over static inputs: batches drawn on the device, losses kept there."""
+        optimizer = self.optimizers().optimizer
+        make_capturable(optimizer)
+        self.drawn = self.trainer.datamodule.batches_on_device()
+        self.step_losses = DeviceLosses(MAX_STEPS_PER_BATCH, (), self.device)
+
+        def step() -> None:
+            self.step_losses.record(self._optimizer_step(*self.drawn.draw(), optimizer))
+
+        return StepGraph(step, capture=self.captured)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float | None]:

@@ -20,7 +20,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 SMALL_MODEL = 1_000_000  # parameters
-LTH_KEYS = ("threads", "oversubscribe", "verbose")  # trainer keys of lth's own, not Lightning's Trainer's
+LTH_KEYS = (
+    "threads",
+    "oversubscribe",
+    "verbose",
+    "cuda_graphs",
+)  # trainer keys of lth's own, not Lightning's Trainer's
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 log = logging.getLogger("lth")
