@@ -14,6 +14,10 @@ batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and re
 ``--replicates`` instead prints, per ``--threads`` value, the lottery-steps/s of K stacked replicates
 (``train.replicates=K``, K from ``--sizes``) against K sequential single jobs, for the MNIST-1D MLP and
 LeNet-300-100 (Adam).
+
+``--cuda`` instead prints, where a CUDA device is present, steps/s of one lottery and lottery-steps/s of
+K stacked replicates, eager against captured (``trainer.cuda_graphs``), for the same two models, and the
+default job's level on the GPU against one CPU thread.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from lth.run.job import Job, build_job, execute
 from lth.run.replicates import build_replicates, train
 
 TARGET_RATIO = 1.3
+CUDA_TARGETS = {"MNIST-1D MLP": (0, 3000), "LeNet-300-100": (64, 50000)}  # (K, lottery-steps/s); K=0: one job
+LEVEL_TARGET = 5.0  # the default job's level on the GPU against one CPU thread
 REPLICATE_TARGET = 3.0  # K=8 stacked vs 8 sequential jobs, MNIST-1D MLP, on a 2-core CPU
 # name: (overrides, steps of a single job and at most of a stack, lottery-steps of a stack)
 REPLICATE_MODELS = {
@@ -225,7 +231,9 @@ def compare_threads(counts: list[int], steps: int, rounds: int, overrides: list[
         print(f"  {count} thread(s): {rate:6.0f} steps/s ({rate / base:.2f}x {counts[0]} thread(s))")
 
 
-def replicate_cfg(root: Path, overrides: list[str], steps: int, replicates: int) -> Any:
+def replicate_cfg(
+    root: Path, overrides: list[str], steps: int, replicates: int, trainer: tuple[str, ...] = ("trainer=cpu",)
+) -> Any:
     output = Path(tempfile.mkdtemp(dir=root, prefix="run_"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(
@@ -240,17 +248,19 @@ def replicate_cfg(root: Path, overrides: list[str], steps: int, replicates: int)
                 "train.checkpoint_every=null",
                 "prune.levels=0",
                 "logger=none",
-                "trainer=cpu",
+                *trainer,
                 "trainer.enable_progress_bar=false",
                 f"paths.output_dir={output}",
             ],
         )
 
 
-def single_job_rate(root: Path, overrides: list[str], steps: int) -> tuple[float, float]:
+def single_job_rate(
+    root: Path, overrides: list[str], steps: int, trainer: tuple[str, ...] = ("trainer=cpu",)
+) -> tuple[float, float]:
     """Steps/s (wall, process CPU) of one lth job (= lottery-steps/s of K of them in sequence): from the
     end of its first training batch to the end of its last but one (without start-up and evaluation)."""
-    job = build_job(replicate_cfg(root, overrides, steps, 1))
+    job = build_job(replicate_cfg(root, overrides, steps, 1, trainer))
     clock = StepClock(now_process)
     job.trainer.callbacks.append(clock)
     with contextlib.redirect_stdout(io.StringIO()):  # its results table
@@ -259,10 +269,12 @@ def single_job_rate(root: Path, overrides: list[str], steps: int) -> tuple[float
     return rates(last - first, start, end)
 
 
-def stacked_rate(root: Path, overrides: list[str], steps: int, replicates: int) -> tuple[float, float]:
+def stacked_rate(
+    root: Path, overrides: list[str], steps: int, replicates: int, trainer: tuple[str, ...] = ("trainer=cpu",)
+) -> tuple[float, float]:
     """Lottery-steps/s (wall, process CPU) of K replicates trained as one stack: from the end of its first
     step to the end of its last (the lotteries' bookkeeping between steps included, evaluation not)."""
-    job = build_replicates(replicate_cfg(root, overrides, steps, replicates))
+    job = build_replicates(replicate_cfg(root, overrides, steps, replicates, trainer))
     stacked, times = job.stacked, []
     step = stacked.step
 
@@ -310,6 +322,92 @@ def replicates_main(threads: list[int], sizes: list[int]) -> None:
             print("\n".join(replicate_table(Path(tmp), n, sizes)), flush=True)
 
 
+def synced_now() -> tuple[float, float]:
+    """``now_process`` once the GPU has finished what was queued (its steps run asynchronously)."""
+    torch.cuda.synchronize()
+    return now_process()
+
+
+def gpu_rate(root: Path, overrides: list[str], steps: int, replicates: int, setting: str) -> float:
+    """Lottery-steps/s (wall) on the GPU with ``trainer.cuda_graphs=setting``: of one lth job between its
+    first and last but one training batch (``replicates`` 0), or of K stacked replicates between their
+    first and last run of steps (evaluation excluded, the lotteries' bookkeeping included)."""
+    gpu = ("trainer.accelerator=gpu", f"trainer.cuda_graphs={setting}")
+    cfg = replicate_cfg(root, overrides, steps, max(replicates, 1), gpu)
+    if replicates == 0:
+        job = build_job(cfg)
+        clock = StepClock(synced_now)
+        job.trainer.callbacks.append(clock)
+        with contextlib.redirect_stdout(io.StringIO()):
+            execute(job)
+        (first, start), (last, end) = clock.times[0], clock.times[-2]
+        return rates(last - first, start, end)[0]
+    times: list[tuple[int, tuple[float, float]]] = []
+    train(build_replicates(cfg), lambda step: times.append((step, synced_now())))
+    (first, start), (last, end) = times[0], times[-1]
+    return rates(replicates * (last - first), start, end)[0]
+
+
+def cuda_table(root: Path, sizes: list[int]) -> list[str]:
+    """Eager against captured steps on the GPU (lottery-steps/s, wall clock): one lottery (an lth job) and
+    K stacked replicates, for each model; then the default job's level on the GPU against one CPU thread."""
+    lines = [
+        f"CUDA ({torch.cuda.get_device_name()}): lottery-steps/s, eager | captured, Adam, torch {torch.__version__}"
+    ]
+    lines.append(f"  {'model':<16}{'one job':>22}" + "".join(f"{f'K={k}':>22}" for k in sizes))
+    verdicts = []
+    for name, (overrides, steps, lottery_steps) in REPLICATE_MODELS.items():
+        cells, captured = [], {}
+        for k in [0, *sizes]:  # 0: one lth job
+            n = 4 * steps if k == 0 else max(400, min(4 * steps, 8 * lottery_steps // k))
+            eager, captured[k] = (gpu_rate(root, overrides, n, k, setting) for setting in ("false", "true"))
+            cells.append(f"{eager:8.0f} | {captured[k]:<8.0f}")
+        lines.append(f"  {name:<16}" + "".join(f"{c:>22}" for c in cells))
+        k, target = CUDA_TARGETS[name]
+        if k in captured:
+            ok = "ok" if captured[k] >= target else "MISSED"
+            what = "one job" if k == 0 else f"K={k}"
+            verdicts.append(
+                f"  {name}, {what} captured: {captured[k]:.0f} lottery-steps/s (target >= {target}: {ok})"
+            )
+    gpu_level = default_level_seconds(root, ["trainer.accelerator=gpu", "trainer.cuda_graphs=true"])
+    cpu_level = default_level_seconds(root, ["trainer=cpu", "trainer.threads=1"])
+    ok = "ok" if cpu_level / gpu_level >= LEVEL_TARGET else "MISSED"
+    verdicts.append(
+        f"  default job's level: {gpu_level:.2f} s on the GPU (captured), {cpu_level:.2f} s on one CPU thread: "
+        f"{cpu_level / gpu_level:.1f}x (target >= {LEVEL_TARGET}x: {ok})"
+    )
+    return lines + verdicts
+
+
+def default_level_seconds(root: Path, trainer: list[str]) -> float:
+    """Wall seconds of the default job's level 1 (``make train``: 2,000 steps and its evaluations)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                f"data.root={root}",
+                f"paths.output_dir={tempfile.mkdtemp(dir=root, prefix='run_')}",
+                "logger=none",
+                "prune.levels=1",
+                "trainer.enable_progress_bar=false",
+                *trainer,
+            ],
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        records = execute(build_job(cfg))
+    return float(records[1]["wall_s"])
+
+
+def cuda_main(sizes: list[int]) -> None:
+    if not torch.cuda.is_available():
+        print("CUDA table: no CUDA device here (skipped)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_mnist(Path(tmp), seed=0)
+        print("\n".join(cuda_table(Path(tmp), sizes)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
@@ -335,9 +433,19 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="instead: lottery-steps/s of K stacked replicates vs K sequential jobs (MLP, LeNet-300-100)",
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates and --cuda"
+    )
+    parser.add_argument(
+        "--cuda",
+        action="store_true",
+        help="instead: eager vs captured steps on the GPU (where one is present)",
+    )
     args = parser.parse_args(argv)
     quiet_third_party_noise()
+    if args.cuda:
+        cuda_main(args.sizes)
+        return
     if args.compare_threads:
         compare_threads(args.compare_threads, args.steps, args.rounds, args.overrides)
         return

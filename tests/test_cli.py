@@ -90,6 +90,7 @@ BAD_INPUT = [
     (["data=mnist", "data.mirrors=[ftp://x/]"], "data.mirrors=", "http(s) base URLs"),
     (["data=cifar10", "data.md5={cifar-10-python.tar.gz:C58F}"], "data.md5=", "lowercase hex MD5s"),
     (["trainer.precision=bf16-true"], "trainer.precision='bf16-true'", "16-mixed, 32-true, bf16-mixed"),
+    (["trainer.cuda_graphs=always"], "trainer.cuda_graphs='always'", "one of auto, true, false"),
     (["+trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val=1.0", "null"),
     (
         ["+trainer.accumulate_grad_batches=4"],

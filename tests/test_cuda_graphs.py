@@ -3,6 +3,7 @@ uncaptured against the eager path, the fallback decisions) and, where a GPU is p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lth.data.memory import ReplicateData, ShuffledBatches, epoch_permutation
 from lth.run.config import CONF_DIR
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, make_capturable, plan_capture
 from lth.run.job import build_datamodule, build_job, execute
+from lth.run.replicates import build_replicates, execute_replicates
 from tests.conftest import Crash, CrashAt
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -222,3 +224,53 @@ def test_the_captured_steps_path_resumes_where_it_crashed(
     )
     for mask, other in zip(whole[1].values(), resumed[1].values(), strict=True):
         assert torch.equal(mask, other)
+
+
+def _run_replicates(cfg: DictConfig, drawn: bool, diverge: int | None = None) -> list[list[dict]]:
+    job = build_replicates(cfg)
+    job.drawn_steps = drawn
+    if diverge is not None:
+        with torch.no_grad():
+            job.stacked.params["fc1.weight"][diverge] = math.nan
+    return execute_replicates(job)
+
+
+def test_the_captured_stacked_step_uncaptured_gives_the_eager_replicates(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Stacked replicates on the captured path (run eagerly on CPU), one of them diverging and frozen:
+    each replicate's records are the eager stack's."""
+    overrides = [
+        "train.replicates=3",
+        "optim=adam",
+        "optim.schedule=cosine",
+        "train.batch_size=128",
+        "train.steps=50",
+    ]
+    eager = _run_replicates(make_cfg(*overrides, f"paths.output_dir={tmp_path / 'eager'}"), False, diverge=1)
+    drawn = _run_replicates(make_cfg(*overrides, f"paths.output_dir={tmp_path / 'drawn'}"), True, diverge=1)
+    assert [r[-1]["status"] for r in drawn] == ["ok", "diverged", "ok"]
+    for a_records, b_records in zip(eager, drawn, strict=True):
+        assert len(a_records) == len(b_records)
+        for a, b in zip(a_records, b_records, strict=True):
+            assert a["weights_remaining"] == b["weights_remaining"]
+            for key in ("test_acc", "train_loss", "early_stop_step"):
+                assert a[key] == pytest.approx(b[key], rel=1e-4, nan_ok=True), key
+
+
+@needs_cuda
+def test_captured_replicates_on_cuda_give_the_eager_masks(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    overrides = ["train.replicates=4", "trainer.accelerator=gpu", "train.steps=60", "train.eval_every=20"]
+    runs = []
+    for setting in ("false", "true"):
+        job = build_replicates(
+            make_cfg(*overrides, f"trainer.cuda_graphs={setting}", f"paths.output_dir={tmp_path / setting}")
+        )
+        assert job.captured == (setting == "true")
+        execute_replicates(job)
+        runs.append([network.mask_dict() for network in job.stacked.networks])
+    for eager, captured in zip(*runs, strict=True):
+        for name, mask in eager.items():
+            assert torch.equal(mask.cpu(), captured[name].cpu()), name

@@ -30,11 +30,19 @@ from lth.data.memory import ReplicateData
 from lth.errors import ConfigError
 from lth.lottery import Budget, Lottery, prunable_weight_names
 from lth.lottery.lottery import Evaluate, LotteryState
-from lth.lottery.optim import build_optimizer, lr_factor
+from lth.lottery.optim import build_optimizer, lr_factor, set_lr
 from lth.lottery.stacked import StackedNetworks
 from lth.run.checkpointing import LAST, install_checkpoint, remove_checkpoints, resumable_checkpoint
 from lth.run.config import check_config, check_tensor_names
 from lth.run.console import sweep_table
+from lth.run.cuda_graphs import (
+    DeviceLosses,
+    StepGraph,
+    fallback_line,
+    initialize_cuda_early,
+    make_capturable,
+    plan_capture,
+)
 from lth.run.job import build_datamodule, build_lottery, choice, model_factory
 from lth.run.job_dir import RunDirectory
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
@@ -96,6 +104,8 @@ class Replicates:
     run_dirs: list[RunDirectory]
     lr_factor: Callable[[int, int], float]
     started: datetime  # when build_replicates began
+    captured: bool  # the stacked step replayed from a CUDA graph (trainer.cuda_graphs)
+    drawn_steps: bool = False  # the captured path's steps, run eagerly (a test of that path on CPU)
 
     def lr(self, step: int, state: LotteryState) -> float:
         """The learning rate of the step after ``step`` in the level of ``state`` (as in a single job)."""
@@ -106,6 +116,7 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     """Check ``cfg`` and build the K replicates' data, stacked networks, lotteries and optimizer."""
     started = now()
     check_config(cfg)
+    initialize_cuda_early(str(cfg.trainer.get("accelerator", "auto")))
     replicates = cfg.train.replicates
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
@@ -142,8 +153,24 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     run_dir = RunDirectory(cfg.paths.output_dir)
     factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
+    setting = str(cfg.trainer.get("cuda_graphs", "auto")).lower()
+    obstacle = datamodule.capture_obstacle
+    captured, why = plan_capture(setting, device, [obstacle] if obstacle else [])
+    if why:
+        log.info(fallback_line(setting, why))
     return Replicates(
-        resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor, started
+        resolved,
+        configs,
+        stacked,
+        lotteries,
+        data,
+        optimizer,
+        loss,
+        run_dir,
+        run_dirs,
+        factor,
+        started,
+        captured,
     )
 
 
@@ -177,28 +204,71 @@ def restore(job: Replicates) -> int:
     return int(checkpoint["step"])
 
 
-def train(job: Replicates) -> None:
-    """Train every replicate until all are finished, writing each one's files as its levels end."""
+def train(job: Replicates, clock: Callable[[int], None] | None = None) -> None:
+    """Train every replicate until all are finished, writing each one's files as its levels end;
+    ``clock`` (a benchmark's) is called with the step reached after every run of steps."""
     step, every = restore(job), job.cfg.train.checkpoint_every
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         run_dir.path.mkdir(parents=True, exist_ok=True)
         lottery.start()
         save_start_points(job, k)
-    batches = job.data.batches(step)
+    steps_of = captured_steps(job) if job.captured or job.drawn_steps else eager_steps(job, step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
         steps = min(lottery.steps_until_event(step, MAX_STEPS_PER_BATCH) for lottery in live)
         steps = min(steps, every - step % every) if every else steps
-        losses, level = [], live[0].state
-        for _ in range(steps):
-            for group in job.optimizer.param_groups:
-                group["lr"] = job.lr(step, level)
-            x, y = next(batches)
-            losses.append(job.stacked.step(x, y, job.loss, job.optimizer))
-            step += 1
-        ended = after_steps(job, step, torch.stack(losses))
+        losses = steps_of(step, steps, live[0].state)
+        step += steps
+        if clock is not None:
+            clock(step)
+        ended = after_steps(job, step, losses)
         if ended or (every and step % every == 0):
             save_checkpoint(job, step)
+
+
+Steps = Callable[[int, int, LotteryState], Tensor]  # (first step, steps, level) -> losses (steps x K)
+
+
+def eager_steps(job: Replicates, step: int) -> Steps:
+    """The stacked steps on the batches of ``job.data``, from ``step`` on."""
+    batches = job.data.batches(step)
+
+    def run(first: int, steps: int, level: LotteryState) -> Tensor:
+        losses = []
+        for t in range(first, first + steps):
+            for group in job.optimizer.param_groups:
+                set_lr(group, job.lr(t, level))
+            x, y = next(batches)
+            losses.append(job.stacked.step(x, y, job.loss, job.optimizer))
+        return torch.stack(losses)
+
+    return run
+
+
+def captured_steps(job: Replicates) -> Steps:
+    """The stacked step captured as a CUDA graph (recaptured when a level starts or a replicate is
+    frozen) and replayed, its batches drawn on the device (``trainer.cuda_graphs``)."""
+    make_capturable(job.optimizer)
+    drawn, stacked = job.data.on_device(), job.stacked
+    device_losses = DeviceLosses(MAX_STEPS_PER_BATCH, (len(stacked),), stacked.alive.device)
+    graph = StepGraph(
+        lambda: device_losses.record(stacked.step(*drawn.draw(), job.loss, job.optimizer)), job.captured
+    )
+    held = (job.lotteries[0].state.level, len(stacked.held))
+
+    def run(first: int, steps: int, level: LotteryState) -> Tensor:
+        nonlocal held
+        if (level.level, len(stacked.held)) != held:  # new masks, weights, optimizer state; a freeze
+            graph.reset()
+            held = (level.level, len(stacked.held))
+        for t in range(first, first + steps):
+            for group in job.optimizer.param_groups:
+                set_lr(group, job.lr(t, level))
+            drawn.prepare(t)
+            graph()
+        return device_losses.take(steps)
+
+    return run
 
 
 def save_start_points(job: Replicates, k: int) -> None:
