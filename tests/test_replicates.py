@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -118,6 +119,19 @@ def test_the_job_directory_holds_one_job_directory_per_replicate_and_reports_the
     assert sorted(line.split(",")[1] for line in summary[1:]) == ["5", "6", "7"]  # the seeds column
 
 
+def test_logger_csv_writes_each_replicates_metrics_in_its_directory(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    records = run(make_cfg("train.replicates=2", "logger=csv"))
+    for k in range(2):
+        with (tmp_path / "run" / f"replicate_{k}" / "csv" / "metrics.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        levels = [float(row["level/test_acc"]) for row in rows if row["level/test_acc"]]
+        assert levels == [r["test_acc"] for r in records[k]]
+        evals = [int(row["step"]) for row in rows if row["val/loss"]]
+        assert evals == list(range(10, 91, 10))  # every evaluation, at its global step
+
+
 def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
@@ -170,7 +184,6 @@ def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
         ("trainer.precision=bf16-mixed", "trainer.precision"),
         ("trainer=ddp", "trainer.devices"),
         ("prune=learned_supermask prune.levels=0", "prune.learned"),
-        ("logger=csv", "logger"),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_in_one_line(

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
 from rich.console import Console
 from torch import Tensor, nn
 
@@ -37,20 +39,40 @@ from lth.run.config import check_config, check_tensor_names
 from lth.run.console import sweep_table
 from lth.run.job import build_datamodule, build_lottery, choice, model_factory
 from lth.run.job_dir import RunDirectory
+from lth.run.loggers import (
+    LotteryWandbLogger,
+    evaluation_metrics,
+    finish_loggers,
+    log_level,
+    log_metrics,
+    log_ticket,
+    start_replicate_loggers,
+)
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
-from lth.run.provenance import Provenance, collect, now
+from lth.run.provenance import Provenance, collect, now, run_config
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
 
 
 def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
-    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory."""
-    config = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory (and
+    what interpolates them, e.g. the logger's ``save_dir``), resolved."""
+    config = OmegaConf.create(OmegaConf.to_container(cfg))
     config.seed = cfg.seed + k
     config.train.replicates = 1
     config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
-    return config
+    return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+
+
+def replicate_loggers(config: DictConfig, k: int) -> list[Logger]:
+    """Replicate ``k``'s experiment logger (``config``'s), as the single job it is would have it."""
+    if not config.logger:
+        return []
+    logger = instantiate(config.logger)
+    if isinstance(logger, LotteryWandbLogger):
+        logger.as_replicate(k)
+    return [logger]
 
 
 def evaluator(network: nn.Module, loss: Callable[..., Tensor], classification: bool) -> Evaluate:
@@ -94,6 +116,7 @@ class Replicates:
     loss: Callable[..., Tensor]
     run_dir: RunDirectory
     run_dirs: list[RunDirectory]
+    loggers: list[list[Logger]]  # replicate k's
     lr_factor: Callable[[int, int], float]
     started: datetime  # when build_replicates began
 
@@ -141,9 +164,21 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     run_dirs = [RunDirectory(c.paths.output_dir) for c in configs]
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     run_dir = RunDirectory(cfg.paths.output_dir)
+    loggers = [replicate_loggers(c, k) for k, c in enumerate(configs)]
     factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
     return Replicates(
-        resolved, configs, stacked, lotteries, data, optimizer, loss, run_dir, run_dirs, factor, started
+        resolved,
+        configs,
+        stacked,
+        lotteries,
+        data,
+        optimizer,
+        loss,
+        run_dir,
+        run_dirs,
+        loggers,
+        factor,
+        started,
     )
 
 
@@ -182,8 +217,16 @@ def train(job: Replicates) -> None:
     step, every = restore(job), job.cfg.train.checkpoint_every
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         run_dir.path.mkdir(parents=True, exist_ok=True)
+        first = not lottery.state.records and not lottery.state.evals
         lottery.start()
         save_start_points(job, k)
+        if first:
+            log_ticket(
+                job.loggers[k],
+                lottery.state.level,
+                lottery.network.mask_dict(),
+                lottery.network.model_state(),
+            )
     batches = job.data.batches(step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
@@ -216,22 +259,26 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         if lottery.finished:
             continue
-        outcome = lottery.after_step(step, losses[:, k])
+        outcome, network, loggers = lottery.after_step(step, losses[:, k]), lottery.network, job.loggers[k]
         if outcome.evaluation is not None:
             run_dir.append_evaluation(lottery.state.level, outcome.evaluation)
+            metrics = evaluation_metrics(outcome.evaluation, lottery.state.level, network.remaining_total())
+            log_metrics(loggers, metrics, step)
         if outcome.record is None:
             continue
-        ended, network = True, lottery.network
+        ended = True
         state = network.model_state() if job.cfg.results.save_weights else None
         run_dir.save_level(outcome.record.level, network.mask_dict(), state, outcome.tensors)
         run_dir.write_records(lottery.state.records)
         save_start_points(job, k)
+        log_level(loggers, outcome.record, step)
         if lottery.finished:
             run_dir.mark_done(lottery.state.status, len(lottery.state.records))
             if lottery.state.status == "diverged":
                 job.stacked.freeze(k)
         else:
             lottery.next_level(step)
+            log_ticket(loggers, lottery.state.level, network.mask_dict(), network.model_state())
             advanced = True
     if advanced:  # levels end together: every live replicate starts its next level now
         job.optimizer.state.clear()
@@ -247,14 +294,20 @@ def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     fields = collect(job.stacked.alive.device, 1, overrides)
     provenances = [Provenance(d.meta_file) for d in (job.run_dir, *job.run_dirs)]
-    for provenance in provenances:
-        provenance.start(fields, job.started)
+    metas = [run_config(provenance.start(fields, job.started)) for provenance in provenances]
+    configs = [OmegaConf.to_container(c) | meta for c, meta in zip(job.configs, metas[1:], strict=True)]
+    job.loggers = start_replicate_loggers(job.loggers, configs, [str(d.path) for d in job.run_dirs])
     try:
         train(job)
     finally:
         finished = [lottery.finished for lottery in job.lotteries]
-        for provenance, done in zip(provenances, [all(finished), *finished], strict=True):
-            provenance.end(done)
+        metas = [
+            run_config(p.end(done)) for p, done in zip(provenances, [all(finished), *finished], strict=True)
+        ]
+        for loggers, lottery, meta in zip(job.loggers, job.lotteries, metas[1:], strict=True):
+            for logger in loggers:  # what Lightning does after a single job's fit
+                logger.finalize("success" if lottery.finished else "failed")
+            finish_loggers(loggers, lottery.state.records, lottery.finished, meta)
     statuses = {lottery.state.status for lottery in job.lotteries}
     job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
     remove_checkpoints(job.run_dir.checkpoint_dir)
