@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ def assert_same_lottery(replicate: Path, single: Path) -> None:
         ("init=reinit", "prune.scope=layer", "optim=adam", "optim.weight_decay=0.01"),
         ("init=random_prune", "prune.scope=global", "optim=sgd", "optim.schedule=cosine"),
         ("prune=snip", "init.pruned_weights=frozen_init", "optim=sgd"),
+        ("train.budget=flops", "init=random_prune", "prune.scope=layer", "optim=sgd"),
+        ("train.budget=flops", "prune.structure=neuron", "optim=adam"),
     ],
     ids=[
         "winning_ticket-layer-sgd",
@@ -78,6 +81,8 @@ def assert_same_lottery(replicate: Path, single: Path) -> None:
         "reinit-layer-adam-wd",
         "random_prune-global-sgd",
         "snip-frozen_init-sgd",
+        "flops-random_prune-layer-sgd",
+        "flops-neuron-adam",
     ],
 )
 def test_replicate_k_ends_as_the_single_job_with_seed_plus_k(
@@ -180,7 +185,8 @@ def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("train.budget=flops", "train.budget"),
+        ("train.budget=flops prune.scope=global", "train.budget"),
+        ("train.budget=flops prune=snip prune.levels=0", "train.budget"),  # global scope at init
         ("trainer.precision=bf16-mixed", "trainer.precision"),
         ("trainer=ddp", "trainer.devices"),
         ("prune=learned_supermask prune.levels=0", "prune.learned"),
@@ -197,11 +203,27 @@ def test_combinations_that_cannot_work_are_refused_in_one_line(
 def test_a_refused_replicate_job_exits_2_with_one_line(
     lth_cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    result = lth_cli("train.replicates=2", "train.budget=flops", "logger=none")
+    result = lth_cli("train.replicates=2", "train.budget=flops", "prune.scope=global", "logger=none")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "lth: invalid config: train.budget='flops'; allowed: steps with train.replicates=2 (levels run in lockstep)"
+        "lth: invalid config: train.budget='flops'; allowed: steps with train.replicates=2 and prune.scope=global "
+        "(each replicate would keep its own count per tensor, so its own level lengths, and the stack trains in "
+        "lockstep); flops with prune.scope=layer"
     ]
+
+
+def test_replicates_whose_levels_come_to_differ_in_length_stop_with_a_runtime_error(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    """The config checks allow flops only where survivor counts agree; replicate 1 is made to prune fc1
+    at another rate regardless, so its level 1 is shorter than replicate 0's."""
+    job = build_replicates(make_cfg("train.replicates=2", "train.budget=flops", "prune.scope=layer"))
+    plan = job.lotteries[1].plan
+    job.lotteries[1].plan = replace(plan, rates=dict(plan.rates) | {"fc1.weight": 0.5})
+    with pytest.raises(
+        RuntimeError, match=r"^lth: the live replicates' levels differ \(start step, length: \[\(30, "
+    ):
+        train(job)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -4,7 +4,8 @@ Replicate ``k`` is the job with seed ``seed + k`` (its own initialisation, valid
 masks, pruning and restart draws, evaluations and status): its files, in ``<output_dir>/replicate_k/``,
 are those that job writes (``config.yaml`` says ``seed: seed + k``). The replicates train in lockstep
 (``lth.lottery.stacked``), by a plain PyTorch loop: one stacked optimizer step per step for all, each
-``Lottery`` told of its own losses. Levels end together (``train.budget=steps``); each level restarts
+``Lottery`` told of its own losses. Levels end together (``train.budget=steps``, or ``flops`` where
+every replicate keeps the same survivor counts; checked as they train); each level restarts
 the optimizer state and the LR schedule, as in a single job. A replicate that diverges is finished
 (``DONE`` says ``diverged``) and frozen; the others go on. ``<output_dir>/DONE`` is written once every
 replicate is done. Checkpoints (``<output_dir>/checkpoints/``, rotated as in a single job) hold the
@@ -232,7 +233,7 @@ def train(job: Replicates) -> None:
         live = [lottery for lottery in job.lotteries if not lottery.finished]
         steps = min(lottery.steps_until_event(step, MAX_STEPS_PER_BATCH) for lottery in live)
         steps = min(steps, every - step % every) if every else steps
-        losses, level = [], live[0].state
+        losses, level = [], lockstep(live)
         for _ in range(steps):
             for group in job.optimizer.param_groups:
                 group["lr"] = job.lr(step, level)
@@ -242,6 +243,19 @@ def train(job: Replicates) -> None:
         ended = after_steps(job, step, torch.stack(losses))
         if ended or (every and step % every == 0):
             save_checkpoint(job, step)
+
+
+def lockstep(live: list[Lottery]) -> LotteryState:
+    """The state of the level every live replicate is in; a RuntimeError if their levels differ (which
+    the config checks rule out: the stack trains them in lockstep)."""
+    state = live[0].state
+    levels = {(lottery.state.level_start, lottery.state.level_steps) for lottery in live}
+    if len(levels) > 1:
+        raise RuntimeError(
+            f"lth: the live replicates' levels differ (start step, length: {sorted(levels)}); the stack "
+            "trains them in lockstep (train.budget=flops needs the same survivor counts in every replicate)"
+        )
+    return state
 
 
 def save_start_points(job: Replicates, k: int) -> None:
