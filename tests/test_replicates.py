@@ -25,8 +25,8 @@ from lth.run.config import check_config
 from lth.run.console import sweep_table
 from lth.run.job import build_job, execute, run
 from lth.run.job_dir import RunDirectory
-from lth.run.replicates import build_replicates, execute_replicates, train
-from tests.conftest import LTH_TRAIN
+from lth.run.replicates import Replicates, build_replicates, execute_replicates, train
+from tests.conftest import LTH_TRAIN, Crash, crash_at
 from tests.test_resume import JOB as RESUME_JOB
 from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
 
@@ -139,12 +139,19 @@ def test_logger_csv_writes_each_replicates_metrics_in_its_directory(
         assert evals == list(range(10, 91, 10))  # every evaluation, at its global step
 
 
+def diverging(job: Replicates, k: int) -> Replicates:
+    """``job`` with replicate ``k``'s weights made NaN: its first evaluation finds it diverged."""
+    with torch.no_grad():
+        job.stacked.params["fc1.weight"][k] = math.nan
+    return job
+
+
 def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
-    job = build_replicates(make_cfg("train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}"))
-    with torch.no_grad():
-        job.stacked.params["fc1.weight"][1] = math.nan
+    job = diverging(
+        build_replicates(make_cfg("train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}")), 1
+    )
     execute_replicates(job)
     stack = tmp_path / "stack"
     assert json.loads((stack / "replicate_1" / "DONE").read_text()) == {"status": "diverged", "levels": 1}
@@ -154,6 +161,36 @@ def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     assert json.loads((stack / "DONE").read_text())["status"] == "diverged"
     execute(build_job(make_cfg(f"paths.output_dir={tmp_path / 'single'}", *QUIET)))
     assert_same_lottery(stack / "replicate_0", tmp_path / "single")
+
+
+def test_a_job_resumed_after_a_replicate_diverged_ends_as_an_uninterrupted_one(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Replicate 1 diverges at step 10; the job crashes at step 45 and resumes from its checkpoint at 40:
+    replicate 1 stays frozen at the weights it diverged with, replicate 0 ends as without the crash."""
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    config = ("train.replicates=2", "train.checkpoint_every=10")
+    uninterrupted = diverging(build_replicates(make_cfg(*config, f"paths.output_dir={reference}")), 1)
+    execute_replicates(uninterrupted)
+    crashing = diverging(build_replicates(make_cfg(*config, f"paths.output_dir={interrupted}")), 1)
+    crash_at(crashing.optimizer, 0, 45)
+    with pytest.raises(Crash):
+        execute_replicates(crashing)
+    assert json.loads((interrupted / "replicate_1" / "DONE").read_text())["status"] == "diverged"
+    assert not (interrupted / "DONE").exists()
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 40
+    resumed = build_replicates(make_cfg(*config, f"paths.output_dir={interrupted}"))
+    execute_replicates(resumed)
+    assert not resumed.stacked.alive[1] and resumed.stacked.alive[0]
+    held, at_divergence = (
+        resumed.stacked.networks[1].model_state(),
+        uninterrupted.stacked.networks[1].model_state(),
+    )
+    for name, weight in held.items():
+        torch.testing.assert_close(weight, at_divergence[name], rtol=0, atol=0, equal_nan=True)
+    for k in range(2):
+        assert_same_results(reference / f"replicate_{k}", interrupted / f"replicate_{k}")
+    assert [len(RunDirectory(interrupted / f"replicate_{k}").read_records()) for k in range(2)] == [3, 1]
 
 
 REPLICATES_JOB = ["train.replicates=4", *RESUME_JOB]  # the single-job kill -9 test's job, stacked
