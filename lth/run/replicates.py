@@ -222,12 +222,7 @@ def train(job: Replicates) -> None:
         lottery.start()
         save_start_points(job, k)
         if first:
-            log_ticket(
-                job.loggers[k],
-                lottery.state.level,
-                lottery.network.mask_dict(),
-                lottery.network.model_state(),
-            )
+            log_level_start(job, k)
     batches = job.data.batches(step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
@@ -256,6 +251,12 @@ def lockstep(live: list[Lottery]) -> LotteryState:
             "trains them in lockstep (train.budget=flops needs the same survivor counts in every replicate)"
         )
     return state
+
+
+def log_level_start(job: Replicates, k: int) -> None:
+    """Replicate ``k``'s loggers get the ticket its level starts from (``logger.log_tickets``)."""
+    network = job.lotteries[k].network
+    log_ticket(job.loggers[k], job.lotteries[k].state.level, network.mask_dict(), network.model_state())
 
 
 def save_start_points(job: Replicates, k: int) -> None:
@@ -292,7 +293,7 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
                 job.stacked.freeze(k)
         else:
             lottery.next_level(step)
-            log_ticket(loggers, lottery.state.level, network.mask_dict(), network.model_state())
+            log_level_start(job, k)
             advanced = True
     if advanced:  # levels end together: every live replicate starts its next level now
         job.optimizer.state.clear()
