@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -64,21 +65,27 @@ class Crash(Exception):
     """A job crashing mid-run (raised by CrashAt)."""
 
 
+def crash_at(optimizer: torch.optim.Optimizer, done: int, at: int) -> None:
+    """Make ``optimizer`` (``done`` steps taken) raise Crash from its step pre-hook once step ``at`` is
+    done; the job's checkpoints stay behind, as after a crash."""
+    steps = itertools.count(done)
+
+    def crash(*_: object) -> None:
+        if next(steps) == at:
+            raise Crash
+
+    optimizer.register_step_pre_hook(crash)
+
+
 class CrashAt(pl.Callback):
-    """Raises Crash once global step ``at`` is done, from the optimizer's step pre-hook (so also in the
-    middle of a training batch's run of steps); the job's checkpoints stay behind, as after a crash."""
+    """Raises Crash once global step ``at`` is done (``crash_at``, so also in the middle of a training
+    batch's run of steps)."""
 
     def __init__(self, at: int) -> None:
         self.at = at
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        done = itertools.count(trainer.global_step)
-
-        def crash(*_: object) -> None:
-            if next(done) == self.at:
-                raise Crash
-
-        trainer.optimizers[0].register_step_pre_hook(crash)
+        crash_at(trainer.optimizers[0], trainer.global_step, self.at)
 
 
 class LearningRates(pl.Callback):

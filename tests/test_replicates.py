@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,8 @@ from lth.run.config import check_config
 from lth.run.console import sweep_table
 from lth.run.job import build_job, execute, run
 from lth.run.job_dir import RunDirectory
-from lth.run.replicates import build_replicates, execute_replicates, train
-from tests.conftest import LTH_TRAIN
+from lth.run.replicates import Replicates, build_replicates, execute_replicates, train
+from tests.conftest import LTH_TRAIN, Crash, crash_at
 from tests.test_resume import JOB as RESUME_JOB
 from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
 
@@ -70,6 +72,9 @@ def assert_same_lottery(replicate: Path, single: Path) -> None:
         ("init=reinit", "prune.scope=layer", "optim=adam", "optim.weight_decay=0.01"),
         ("init=random_prune", "prune.scope=global", "optim=sgd", "optim.schedule=cosine"),
         ("prune=snip", "init.pruned_weights=frozen_init", "optim=sgd"),
+        ("train.budget=flops", "init=random_prune", "prune.scope=layer", "optim=sgd"),
+        ("train.budget=flops", "prune.structure=neuron", "optim=adam"),
+        ("model=conv2", "data=digits", "optim=sgd", "optim.lr=0.01"),  # vmap; lr 0.1 is chaotic here
     ],
     ids=[
         "winning_ticket-layer-sgd",
@@ -77,6 +82,9 @@ def assert_same_lottery(replicate: Path, single: Path) -> None:
         "reinit-layer-adam-wd",
         "random_prune-global-sgd",
         "snip-frozen_init-sgd",
+        "flops-random_prune-layer-sgd",
+        "flops-neuron-adam",
+        "vmap-conv2-digits-sgd",
     ],
 )
 def test_replicate_k_ends_as_the_single_job_with_seed_plus_k(
@@ -118,12 +126,32 @@ def test_the_job_directory_holds_one_job_directory_per_replicate_and_reports_the
     assert sorted(line.split(",")[1] for line in summary[1:]) == ["5", "6", "7"]  # the seeds column
 
 
+def test_logger_csv_writes_each_replicates_metrics_in_its_directory(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    records = run(make_cfg("train.replicates=2", "logger=csv"))
+    for k in range(2):
+        with (tmp_path / "run" / f"replicate_{k}" / "csv" / "metrics.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        levels = [float(row["level/test_acc"]) for row in rows if row["level/test_acc"]]
+        assert levels == [r["test_acc"] for r in records[k]]
+        evals = [int(row["step"]) for row in rows if row["val/loss"]]
+        assert evals == list(range(10, 91, 10))  # every evaluation, at its global step
+
+
+def diverging(job: Replicates, k: int) -> Replicates:
+    """``job`` with replicate ``k``'s weights made NaN: its first evaluation finds it diverged."""
+    with torch.no_grad():
+        job.stacked.params["fc1.weight"][k] = math.nan
+    return job
+
+
 def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
-    job = build_replicates(make_cfg("train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}"))
-    with torch.no_grad():
-        job.stacked.params["fc1.weight"][1] = math.nan
+    job = diverging(
+        build_replicates(make_cfg("train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}")), 1
+    )
     execute_replicates(job)
     stack = tmp_path / "stack"
     assert json.loads((stack / "replicate_1" / "DONE").read_text()) == {"status": "diverged", "levels": 1}
@@ -133,6 +161,36 @@ def test_a_diverged_replicate_is_frozen_and_the_others_go_on(
     assert json.loads((stack / "DONE").read_text())["status"] == "diverged"
     execute(build_job(make_cfg(f"paths.output_dir={tmp_path / 'single'}", *QUIET)))
     assert_same_lottery(stack / "replicate_0", tmp_path / "single")
+
+
+def test_a_job_resumed_after_a_replicate_diverged_ends_as_an_uninterrupted_one(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Replicate 1 diverges at step 10; the job crashes at step 45 and resumes from its checkpoint at 40:
+    replicate 1 stays frozen at the weights it diverged with, replicate 0 ends as without the crash."""
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    config = ("train.replicates=2", "train.checkpoint_every=10")
+    uninterrupted = diverging(build_replicates(make_cfg(*config, f"paths.output_dir={reference}")), 1)
+    execute_replicates(uninterrupted)
+    crashing = diverging(build_replicates(make_cfg(*config, f"paths.output_dir={interrupted}")), 1)
+    crash_at(crashing.optimizer, 0, 45)
+    with pytest.raises(Crash):
+        execute_replicates(crashing)
+    assert json.loads((interrupted / "replicate_1" / "DONE").read_text())["status"] == "diverged"
+    assert not (interrupted / "DONE").exists()
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 40
+    resumed = build_replicates(make_cfg(*config, f"paths.output_dir={interrupted}"))
+    execute_replicates(resumed)
+    assert not resumed.stacked.alive[1] and resumed.stacked.alive[0]
+    held, at_divergence = (
+        resumed.stacked.networks[1].model_state(),
+        uninterrupted.stacked.networks[1].model_state(),
+    )
+    for name, weight in held.items():
+        torch.testing.assert_close(weight, at_divergence[name], rtol=0, atol=0, equal_nan=True)
+    for k in range(2):
+        assert_same_results(reference / f"replicate_{k}", interrupted / f"replicate_{k}")
+    assert [len(RunDirectory(interrupted / f"replicate_{k}").read_records()) for k in range(2)] == [3, 1]
 
 
 REPLICATES_JOB = ["train.replicates=4", *RESUME_JOB]  # the single-job kill -9 test's job, stacked
@@ -166,11 +224,11 @@ def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("train.budget=flops", "train.budget"),
+        ("train.budget=flops prune.scope=global", "train.budget"),
+        ("train.budget=flops prune=snip prune.levels=0", "train.budget"),  # global scope at init
         ("trainer.precision=bf16-mixed", "trainer.precision"),
         ("trainer=ddp", "trainer.devices"),
         ("prune=learned_supermask prune.levels=0", "prune.learned"),
-        ("logger=csv", "logger"),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_in_one_line(
@@ -184,11 +242,27 @@ def test_combinations_that_cannot_work_are_refused_in_one_line(
 def test_a_refused_replicate_job_exits_2_with_one_line(
     lth_cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    result = lth_cli("train.replicates=2", "train.budget=flops", "logger=none")
+    result = lth_cli("train.replicates=2", "train.budget=flops", "prune.scope=global", "logger=none")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "lth: invalid config: train.budget='flops'; allowed: steps with train.replicates=2 (levels run in lockstep)"
+        "lth: invalid config: train.budget='flops'; allowed: steps with train.replicates=2 and prune.scope=global "
+        "(each replicate would keep its own count per tensor, so its own level lengths, and the stack trains in "
+        "lockstep); flops with prune.scope=layer"
     ]
+
+
+def test_replicates_whose_levels_come_to_differ_in_length_stop_with_a_runtime_error(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    """The config checks allow flops only where survivor counts agree; replicate 1 is made to prune fc1
+    at another rate regardless, so its level 1 is shorter than replicate 0's."""
+    job = build_replicates(make_cfg("train.replicates=2", "train.budget=flops", "prune.scope=layer"))
+    plan = job.lotteries[1].plan
+    job.lotteries[1].plan = replace(plan, rates=dict(plan.rates) | {"fc1.weight": 0.5})
+    with pytest.raises(
+        RuntimeError, match=r"^lth: the live replicates' levels differ \(start step, length: \[\(30, "
+    ):
+        train(job)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

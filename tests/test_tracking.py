@@ -20,7 +20,8 @@ from lth.report import report
 from lth.run.job import build_job, execute, run
 from lth.run.loggers import LotteryWandbLogger
 from lth.run.provenance import run_config
-from tests.conftest import Crash, CrashAt
+from lth.run.replicates import build_replicates, execute_replicates
+from tests.conftest import Crash, CrashAt, crash_at
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
 
@@ -181,27 +182,74 @@ def test_wandb_failing_mid_training_never_stops_the_job(
     assert [row["level/level"] for row in run.history if "level/level" in row] == [0]
 
 
+@pytest.mark.parametrize("replicates", [1, 2])
 def test_a_rerun_of_a_crashed_job_continues_its_wandb_run(
-    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replicates: int
 ) -> None:
+    """A job's W&B run, or each replicate's."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg("logger=wandb", "logger.offline=true", "train.checkpoint_every=10")
-    job = build_job(cfg)
-    job.trainer.callbacks.append(CrashAt(45))  # mid level 1, resumed from the checkpoint at step 40
-    with pytest.raises(Crash):
-        execute(job)
-    records = run(cfg)
-    logs = sorted(
-        (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime_ns
+    cfg = make_cfg(
+        "logger=wandb", "logger.offline=true", "train.checkpoint_every=10", f"train.replicates={replicates}"
     )
-    crashed, resumed = (read_run(log) for log in logs)
-    assert crashed.run.run_id == resumed.run.run_id
-    assert (crashed.exit_code, resumed.exit_code) == (1, 0)
-    levels = [[row for row in r.history if "level/level" in row] for r in (crashed, resumed)]
-    assert [[row["level/level"] for row in rows] for rows in levels] == [[0], [1, 2]]
-    assert [row["level/test_acc"] for row in levels[0] + levels[1]] == [r["test_acc"] for r in records]
-    steps = [row["trainer/global_step"] for r in (crashed, resumed) for row in r.history if "val/loss" in row]
-    assert steps == list(range(10, 91, 10))  # every evaluation once: 10-40 before the crash, 50-90 after
-    assert "results/path" not in crashed.summary and "results/path" in resumed.summary
+    if replicates == 1:
+        job = build_job(cfg)
+        job.trainer.callbacks.append(CrashAt(45))  # mid level 1, resumed from the checkpoint at step 40
+        with pytest.raises(Crash):
+            execute(job)
+        jobs, results = [tmp_path / "run"], [run(cfg)]
+    else:
+        stack = build_replicates(cfg)
+        crash_at(stack.optimizer, 0, 45)
+        with pytest.raises(Crash):
+            execute_replicates(stack)
+        jobs, results = [tmp_path / "run" / f"replicate_{k}" for k in range(replicates)], run(cfg)
+    for job_dir, records in zip(jobs, results, strict=True):
+        logs = sorted(
+            (job_dir / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime_ns
+        )
+        crashed, resumed = (read_run(log) for log in logs)
+        assert crashed.run.run_id == resumed.run.run_id
+        assert (crashed.exit_code, resumed.exit_code) == (1, 0)
+        levels = [[row for row in r.history if "level/level" in row] for r in (crashed, resumed)]
+        assert [[row["level/level"] for row in rows] for rows in levels] == [[0], [1, 2]]
+        assert [row["level/test_acc"] for row in levels[0] + levels[1]] == [r["test_acc"] for r in records]
+        evals = [row for r in (crashed, resumed) for row in r.history if "val/loss" in row]
+        # every evaluation once: 10-40 before the crash, 50-90 after
+        assert [row["trainer/global_step"] for row in evals] == list(range(10, 91, 10))
+        assert "results/path" not in crashed.summary and "results/path" in resumed.summary
+
+
+def test_each_replicate_is_the_wandb_run_of_its_seed_and_a_failing_job_warns_once(
+    lth_cli, tmp_path: Path
+) -> None:
+    """``train.replicates=2`` with the default logger: replicate k is the run the job with seed k would
+    be (named ``<job>/replicate_k``, in the sweep's group); a job whose W&B fails to start warns once and
+    every replicate logs to CSV."""
+    sweep = tmp_path / "sweep"
+    proc = lth_cli(
+        "-m", "logger.offline=auto,false", "train.replicates=2", *FAST, "logger.log_tickets=true",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wandb_job, csv_job = sorted(p for p in sweep.iterdir() if (p / "config.yaml").exists())
+    runs = []
+    for k in range(2):
+        job = wandb_job / f"replicate_{k}"
+        run_dir, run = offline_run(job)
+        runs.append(run)
+        assert run.run.display_name == f"{wandb_job.name}/replicate_{k}"
+        assert run.run.run_group == str(sweep) and run.config["seed"] == k
+        assert_run_matches_results(job, run_dir, run)
+        masks = torch.load(job / "levels" / "level_02" / "masks.pt", weights_only=True)
+        assert all(torch.equal(ticket_files(run, 2)["masks.pt"][n], m) for n, m in masks.items())
+    assert runs[0].run.run_id != runs[1].run.run_id
+    warnings = [line for line in proc.stdout.splitlines() if "W&B failed" in line]
+    assert len(warnings) == 1 and "API key" in warnings[0], proc.stdout[-3000:]
+    for k in range(2):
+        job = csv_job / f"replicate_{k}"
+        with (job / "csv" / "metrics.csv").open() as f:
+            levels = [row for row in csv.DictReader(f) if row["level/test_acc"]]
+        assert [float(row["level/test_acc"]) for row in levels] == [r["test_acc"] for r in read_records(job)]
+    assert not list(csv_job.rglob("*.wandb"))

@@ -241,13 +241,20 @@ def analysis_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bo
 def replicate_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bool], str]]]:
     """What ``train.replicates`` > 1 cannot run with yet (the README's list)."""
     why = f"with train.replicates={cfg.train.replicates}"
+    prune = cfg.prune
+    # flops: a level's length follows its per-tensor survivor counts, the same in every replicate when
+    # each tensor is pruned at its own rate (layer scope), or when the only level is dense
+    same_counts = prune.get("scope") == "layer" or (prune.get("levels") == 0 and prune.get("at_init") is None)
+    flops = (
+        f"steps {why} and prune.scope={prune.get('scope')} (each replicate would keep its own count per "
+        "tensor, so its own level lengths, and the stack trains in lockstep); flops with prune.scope=layer"
+    )
     return [
-        ("train.budget", ((lambda v: v == "steps"), f"steps {why} (levels run in lockstep)")),
+        ("train.budget", ((lambda v: v == "steps" or (v == "flops" and same_counts)), flops)),
         ("trainer.precision", ((lambda v: v == "32-true"), f"32-true {why}")),
         ("trainer.devices", ((lambda v: v in (1, "1", "auto")), f"1 {why} (no DDP yet)")),
         ("trainer.strategy", ((lambda v: v in (None, "auto")), f"auto {why} (no DDP yet)")),
         ("prune.learned", ((lambda v: not v), f"false {why}")),
-        ("logger", ((lambda v: not v), f"none {why} (replicates write their files only)")),
         ("data.teacher_seed", ((lambda v: v is None), f"no teacher-student data {why}")),
         ("init.name", ((lambda v: v != "ticket"), f"any but ticket {why} (one ticket, one lottery)")),
     ]

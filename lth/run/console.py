@@ -50,7 +50,8 @@ def sweep_table(sweep: Path) -> Table:
     for column in ("job", "levels", "weights %", "test acc %", "status"):
         table.add_column(column, justify="left" if column in ("job", "status") else "right")
     jobs = []
-    for job in sorted((p.parent for p in sweep.glob("*/config.yaml")), key=lambda p: natural_key(p.name)):
+    found = (p.parent for p in sweep.glob("*/config.yaml") if p.parent.name != ".hydra")  # a run's own
+    for job in sorted(found, key=lambda p: natural_key(p.name)):
         replicates = sorted(job.glob("replicate_*/config.yaml"), key=lambda p: natural_key(p.parent.name))
         jobs += [p.parent for p in replicates] or [job]
     for job in jobs:

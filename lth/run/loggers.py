@@ -1,10 +1,11 @@
 """Experiment loggers: the W&B factory referenced from ``conf/logger/wandb.yaml`` and the lottery hooks.
 
 A W&B run is one job: grouped by its sweep, named like its directory, with the resolved config and the
-job's provenance (``meta/...``, as in ``meta.json``) as its config, per-step curves, one row per level on a ``level`` axis, and the results as a table. W&B is a
-convenience, never a dependency of the results: if it fails to start the job logs to CSV instead, and
-if it fails later the job goes on without it (both with a one-line warning).
-"""
+job's provenance (``meta/...``, as in ``meta.json``) as its config, per-step curves, one row per level
+on a ``level`` axis, and the results as a table; each replicate of a ``train.replicates`` job is a job
+here too, its run open beside the others'. W&B is a convenience, never a dependency of the results:
+if it fails to start the job logs to CSV instead, and if it fails later the job goes on without it
+(both with a one-line warning)."""
 
 from __future__ import annotations
 
@@ -163,6 +164,13 @@ class LotteryWandbLogger(WandbLogger):
         run.config.update(dict(config), allow_val_change=True)
         run.define_metric("level/level")
 
+    def as_replicate(self, k: int) -> None:
+        """Make this replicate ``k``'s run: named ``<the job's name>/replicate_k``, and one of several runs
+        open at once in the process (``wandb.init(reinit="create_new")``, which leaves ``wandb.run`` alone)."""
+        name = self._wandb_init.get("name")
+        replicate = f"{name}/replicate_{k}" if name else f"replicate_{k}"
+        self._wandb_init |= {"name": replicate, "reinit": "create_new"}
+
     @rank_zero_only
     @_tolerant
     def update_config(self, values: Mapping[str, Any]) -> None:
@@ -282,8 +290,30 @@ def start_loggers(loggers: Iterable[Logger], config: Mapping[str, Any], csv_dir:
                 log.warning(
                     "lth: W&B failed to start (%s); logging to CSV in %s/csv", _one_line(exc), csv_dir
                 )
-                logger = CSVLogger(csv_dir, name="csv", version="")
+                logger.failed = True
+                logger = csv_fallback(csv_dir)
         started.append(logger)
+    return started
+
+
+def csv_fallback(csv_dir: str) -> CSVLogger:
+    """The CSV logger a job logs to when W&B fails to start: ``<csv_dir>/csv/metrics.csv``."""
+    return CSVLogger(csv_dir, name="csv", version="")
+
+
+def start_replicate_loggers(
+    loggers: Sequence[Sequence[Logger]], configs: Sequence[Mapping[str, Any]], csv_dirs: Sequence[str]
+) -> list[list[Logger]]:
+    """Start each replicate's loggers as a job's (``start_loggers``). W&B failing to start is the
+    environment's doing (credentials, network), not a replicate's: after a failure the later replicates
+    log to CSV without trying W&B again, so the job warns once."""
+    started: list[list[Logger]] = []
+    failed = False
+    for group, config, csv_dir in zip(loggers, configs, csv_dirs, strict=True):
+        if failed:
+            group = [csv_fallback(csv_dir) if isinstance(x, LotteryWandbLogger) else x for x in group]
+        started.append(start_loggers(group, config, csv_dir))
+        failed = failed or any(isinstance(x, LotteryWandbLogger) and x.failed for x in group)
     return started
 
 

@@ -4,7 +4,8 @@ Replicate ``k`` is the job with seed ``seed + k`` (its own initialisation, valid
 masks, pruning and restart draws, evaluations and status): its files, in ``<output_dir>/replicate_k/``,
 are those that job writes (``config.yaml`` says ``seed: seed + k``). The replicates train in lockstep
 (``lth.lottery.stacked``), by a plain PyTorch loop: one stacked optimizer step per step for all, each
-``Lottery`` told of its own losses. Levels end together (``train.budget=steps``); each level restarts
+``Lottery`` told of its own losses. Levels end together (``train.budget=steps``, or ``flops`` where
+every replicate keeps the same survivor counts; checked as they train); each level restarts
 the optimizer state and the LR schedule, as in a single job. A replicate that diverges is finished
 (``DONE`` says ``diverged``) and frozen; the others go on. ``<output_dir>/DONE`` is written once every
 replicate is done. Checkpoints (``<output_dir>/checkpoints/``, rotated as in a single job) hold the
@@ -22,7 +23,9 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
 from rich.console import Console
 from torch import Tensor, nn
 
@@ -45,20 +48,40 @@ from lth.run.cuda_graphs import (
 )
 from lth.run.job import build_datamodule, build_lottery, choice, model_factory
 from lth.run.job_dir import RunDirectory
+from lth.run.loggers import (
+    LotteryWandbLogger,
+    evaluation_metrics,
+    finish_loggers,
+    log_level,
+    log_metrics,
+    log_ticket,
+    start_replicate_loggers,
+)
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
-from lth.run.provenance import Provenance, collect, now
+from lth.run.provenance import Provenance, collect, now, run_config
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
 
 
 def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
-    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory."""
-    config = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory (and
+    what interpolates them, e.g. the logger's ``save_dir``), resolved."""
+    config = OmegaConf.create(OmegaConf.to_container(cfg))
     config.seed = cfg.seed + k
     config.train.replicates = 1
     config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
-    return config
+    return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+
+
+def replicate_loggers(config: DictConfig, k: int) -> list[Logger]:
+    """Replicate ``k``'s experiment logger (``config``'s), as the single job it is would have it."""
+    if not config.logger:
+        return []
+    logger = instantiate(config.logger)
+    if isinstance(logger, LotteryWandbLogger):
+        logger.as_replicate(k)
+    return [logger]
 
 
 def evaluator(network: nn.Module, loss: Callable[..., Tensor], classification: bool) -> Evaluate:
@@ -102,6 +125,7 @@ class Replicates:
     loss: Callable[..., Tensor]
     run_dir: RunDirectory
     run_dirs: list[RunDirectory]
+    loggers: list[list[Logger]]  # replicate k's
     lr_factor: Callable[[int, int], float]
     started: datetime  # when build_replicates began
     captured: bool  # the stacked step replayed from a CUDA graph (trainer.cuda_graphs)
@@ -152,6 +176,7 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     run_dirs = [RunDirectory(c.paths.output_dir) for c in configs]
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     run_dir = RunDirectory(cfg.paths.output_dir)
+    loggers = [replicate_loggers(c, k) for k, c in enumerate(configs)]
     factor = lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps)
     setting = str(cfg.trainer.get("cuda_graphs", "auto")).lower()
     obstacle = datamodule.capture_obstacle
@@ -168,6 +193,7 @@ def build_replicates(cfg: DictConfig) -> Replicates:
         loss,
         run_dir,
         run_dirs,
+        loggers,
         factor,
         started,
         captured,
@@ -210,14 +236,17 @@ def train(job: Replicates, clock: Callable[[int], None] | None = None) -> None:
     step, every = restore(job), job.cfg.train.checkpoint_every
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         run_dir.path.mkdir(parents=True, exist_ok=True)
+        first = not lottery.state.records and not lottery.state.evals
         lottery.start()
         save_start_points(job, k)
+        if first:
+            log_level_start(job, k)
     steps_of = captured_steps(job) if job.captured or job.drawn_steps else eager_steps(job, step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
         steps = min(lottery.steps_until_event(step, MAX_STEPS_PER_BATCH) for lottery in live)
         steps = min(steps, every - step % every) if every else steps
-        losses = steps_of(step, steps, live[0].state)
+        losses = steps_of(step, steps, lockstep(live))
         step += steps
         if clock is not None:
             clock(step)
@@ -271,6 +300,25 @@ def captured_steps(job: Replicates) -> Steps:
     return run
 
 
+def lockstep(live: list[Lottery]) -> LotteryState:
+    """The state of the level every live replicate is in; a RuntimeError if their levels differ (which
+    the config checks rule out: the stack trains them in lockstep)."""
+    state = live[0].state
+    levels = {(lottery.state.level_start, lottery.state.level_steps) for lottery in live}
+    if len(levels) > 1:
+        raise RuntimeError(
+            f"lth: the live replicates' levels differ (start step, length: {sorted(levels)}); the stack "
+            "trains them in lockstep (train.budget=flops needs the same survivor counts in every replicate)"
+        )
+    return state
+
+
+def log_level_start(job: Replicates, k: int) -> None:
+    """Replicate ``k``'s loggers get the ticket its level starts from (``logger.log_tickets``)."""
+    network = job.lotteries[k].network
+    log_ticket(job.loggers[k], job.lotteries[k].state.level, network.mask_dict(), network.model_state())
+
+
 def save_start_points(job: Replicates, k: int) -> None:
     """Replicate ``k``'s theta_0 and rewind point, each once it exists (as a single job's)."""
     lottery = job.lotteries[k]
@@ -286,22 +334,26 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         if lottery.finished:
             continue
-        outcome = lottery.after_step(step, losses[:, k])
+        outcome, network, loggers = lottery.after_step(step, losses[:, k]), lottery.network, job.loggers[k]
         if outcome.evaluation is not None:
             run_dir.append_evaluation(lottery.state.level, outcome.evaluation)
+            metrics = evaluation_metrics(outcome.evaluation, lottery.state.level, network.remaining_total())
+            log_metrics(loggers, metrics, step)
         if outcome.record is None:
             continue
-        ended, network = True, lottery.network
+        ended = True
         state = network.model_state() if job.cfg.results.save_weights else None
         run_dir.save_level(outcome.record.level, network.mask_dict(), state, outcome.tensors)
         run_dir.write_records(lottery.state.records)
         save_start_points(job, k)
+        log_level(loggers, outcome.record, step)
         if lottery.finished:
             run_dir.mark_done(lottery.state.status, len(lottery.state.records))
             if lottery.state.status == "diverged":
                 job.stacked.freeze(k)
         else:
             lottery.next_level(step)
+            log_level_start(job, k)
             advanced = True
     if advanced:  # levels end together: every live replicate starts its next level now
         job.optimizer.state.clear()
@@ -317,14 +369,20 @@ def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     fields = collect(job.stacked.alive.device, 1, overrides)
     provenances = [Provenance(d.meta_file) for d in (job.run_dir, *job.run_dirs)]
-    for provenance in provenances:
-        provenance.start(fields, job.started)
+    metas = [run_config(provenance.start(fields, job.started)) for provenance in provenances]
+    configs = [OmegaConf.to_container(c) | meta for c, meta in zip(job.configs, metas[1:], strict=True)]
+    job.loggers = start_replicate_loggers(job.loggers, configs, [str(d.path) for d in job.run_dirs])
     try:
         train(job)
     finally:
         finished = [lottery.finished for lottery in job.lotteries]
-        for provenance, done in zip(provenances, [all(finished), *finished], strict=True):
-            provenance.end(done)
+        metas = [
+            run_config(p.end(done)) for p, done in zip(provenances, [all(finished), *finished], strict=True)
+        ]
+        for loggers, lottery, meta in zip(job.loggers, job.lotteries, metas[1:], strict=True):
+            for logger in loggers:  # what Lightning does after a single job's fit
+                logger.finalize("success" if lottery.finished else "failed")
+            finish_loggers(loggers, lottery.state.records, lottery.finished, meta)
     statuses = {lottery.state.status for lottery in job.lotteries}
     job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
     remove_checkpoints(job.run_dir.checkpoint_dir)
