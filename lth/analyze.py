@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from lth.analysis.level import Level, NeedsModel
-from lth.analysis.suite import ANALYSES, DEFAULT
+from lth.analysis.names import DEFAULT
+from lth.analysis.suite import ANALYSES
 from lth.lottery.record import ANALYSIS, LevelRecord
 from lth.run.job_dir import RunDirectory
 from lth.run.readers import read_job_files

@@ -1,6 +1,6 @@
 """Entry point: ``python -m lth.train [overrides]`` runs one lottery; ``-m`` sweeps.
 
-The config is composed and checked (``lth.run.cli``) before Lightning, W&B or plotting are imported,
+The config is composed and checked (``lth.run.cli``) before torch, Lightning, W&B or plotting are imported,
 so ``--help``, ``--cfg job`` and a config error come back fast; the job itself is ``lth.run.job``.
 """
 

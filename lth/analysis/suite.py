@@ -5,9 +5,11 @@ Each is ``f(level, **knobs) -> (numbers, tensors)`` with its knobs from ``analys
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from lth.analysis import names
 from lth.analysis.clustering import clustering
 from lth.analysis.distance import distance
 from lth.analysis.esd import esd
@@ -26,8 +28,11 @@ ANALYSES: dict[str, Callable[..., Result]] = {
     "clustering": clustering,
     "units": units,
 }
-NEEDS_MODEL = ("units", "update_spectrum")  # run the network: the full level state, accuracy (classification)
-DEFAULT = ("distance", "node_distribution", "mask_overlap")  # the cheap ones
+assert tuple(ANALYSES) == names.ANALYSES, "lth.analysis.names.ANALYSES must name ANALYSES' keys"
+assert all(
+    tuple(p for p in inspect.signature(f).parameters if p != "level") == names.KNOBS[n]
+    for n, f in ANALYSES.items()
+), "lth.analysis.names.KNOBS must name each analysis' keyword arguments"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, float]:
@@ -40,18 +45,3 @@ def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[s
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-Check = tuple[Callable[[Any], bool], str]  # (ok, what is allowed) for one knob's value
-_COUNT: Check = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
-KNOB_CHECKS: dict[tuple[str, str], Check] = {
-    ("node_distribution", "draws"): _COUNT,
-    ("update_spectrum", "ks"): (
-        lambda v: isinstance(v, Sequence) and len(v) > 0 and all(_COUNT[0](k) for k in v),
-        "a non-empty list of integers >= 1",
-    ),
-    ("clustering", "k"): _COUNT,
-    ("units", "threshold"): (lambda v: isinstance(v, int | float) and -1 <= v < 1, "a number in [-1, 1)"),
-    ("units", "removable_drop"): (lambda v: isinstance(v, int | float) and 0 <= v <= 1, "a number in [0, 1]"),
-    ("units", "samples"): _COUNT,
-}

@@ -3,16 +3,38 @@
 ``masks`` (MaskedNetwork), ``pruning`` (criteria, scopes, structured units), ``rates`` (per-tensor
 rates, unit readers), ``plan`` (a pruning event), ``at_init`` (SNIP, GraSP, SynFlow), ``restarts``
 (what survivors restart from), ``ticket`` (another lottery's ticket), ``supermask`` (learned supermask), ``budget`` (steps per level, forward
-cost), ``record`` (the level record) and ``lottery`` (the state machine a training loop drives).
+cost), ``record`` (the level record) and ``lottery`` (the state machine a training loop drives);
+``names`` holds the names their config keys allow, as plain tuples. The package's names are imported
+on first use, so ``lth.lottery.names`` loads no torch.
 """
 
-from lth.lottery.budget import Budget, ForwardCost
-from lth.lottery.lottery import Lottery, LotteryState, StepOutcome
-from lth.lottery.masks import MaskedNetwork, prunable_weight_names
-from lth.lottery.plan import PruningPlan
-from lth.lottery.record import LevelRecord
-from lth.lottery.restarts import Restart
-from lth.lottery.ticket import Ticket
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lth.lottery.budget import Budget, ForwardCost
+    from lth.lottery.lottery import Lottery, LotteryState, StepOutcome
+    from lth.lottery.masks import MaskedNetwork, prunable_weight_names
+    from lth.lottery.plan import PruningPlan
+    from lth.lottery.record import LevelRecord
+    from lth.lottery.restarts import Restart
+    from lth.lottery.ticket import Ticket
+
+_HOMES = {  # where each name lives
+    "Budget": "budget",
+    "ForwardCost": "budget",
+    "LevelRecord": "record",
+    "Lottery": "lottery",
+    "LotteryState": "lottery",
+    "MaskedNetwork": "masks",
+    "PruningPlan": "plan",
+    "Restart": "restarts",
+    "StepOutcome": "lottery",
+    "Ticket": "ticket",
+    "prunable_weight_names": "masks",
+}
 
 __all__ = [
     "Budget",
@@ -27,3 +49,9 @@ __all__ = [
     "Ticket",
     "prunable_weight_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lth.lottery import names
 from lth.lottery.pruning import prune_count, prune_masks
 
 Saliency = Callable[[nn.Module, Mapping[str, Tensor], Tensor, Tensor], dict[str, Tensor]]
@@ -62,6 +63,7 @@ def synflow(model: nn.Module, masks: Mapping[str, Tensor], x: Tensor, y: Tensor)
 
 
 SALIENCIES: dict[str, Saliency] = {"snip": snip, "grasp": grasp, "synflow": synflow}
+assert tuple(SALIENCIES) == names.SALIENCIES, "lth.lottery.names.SALIENCIES must name SALIENCIES' keys"
 
 
 def removed_after(rate: float, event: int, events: int) -> float:

@@ -21,8 +21,6 @@ from torch import Tensor, nn
 
 from lth.models.layers import WEIGHTED_MODULES
 
-BUDGETS = ("steps", "flops")
-
 
 class ForwardCost:
     """Multiply-accumulates per example of ``model`` under given masks (weights not masked count dense)."""
@@ -62,7 +60,7 @@ class ForwardCost:
 
 @dataclass(frozen=True)
 class Budget:
-    """How many steps a level trains (``kind``: one of BUDGETS)."""
+    """How many steps a level trains (``kind``: one of ``lth.lottery.names.BUDGETS``)."""
 
     steps: int
     kind: str = "steps"

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from lth.lottery import names
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "constant": lambda t, total: 1.0,
@@ -19,6 +21,8 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "linear": lambda t, total: 1.0 - t / total,
     "step": lambda t, total: 0.1 ** ((2 * t >= total) + (4 * t >= 3 * total)),  # /10 at 50% and 75%
 }
+assert tuple(OPTIMIZERS) == names.OPTIMIZERS, "lth.lottery.names.OPTIMIZERS must name OPTIMIZERS' keys"
+assert tuple(SCHEDULES) == names.SCHEDULES, "lth.lottery.names.SCHEDULES must name SCHEDULES' keys"
 SCHEDULE_KEYS = ("name", "schedule", "warmup_steps")
 
 

@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from lth.lottery import names
+
 Scores = Tensor | tuple[Tensor, ...]
 """One score tensor, or several keys combined by the percentile-AND rule."""
 Criterion = Callable[[Tensor, Tensor], Scores]
@@ -60,10 +62,7 @@ CRITERIA: dict[str, Criterion] = {
     "large_init_large_final": lambda w_init, w_final: (w_init.abs(), w_final.abs()),
     "small_init_small_final": lambda w_init, w_final: (-w_init.abs(), -w_final.abs()),
 }
-SCOPES = ("layer", "global")
-STRUCTURES = ("unstructured", "neuron", "filter")
-STRUCTURED_CRITERIA = ("magnitude", "large_final")
-NORMS = (1, 2)
+assert tuple(CRITERIA) == names.CRITERIA, "lth.lottery.names.CRITERIA must name CRITERIA's keys"
 
 
 def prune_count(alive: int, rate: float) -> int:

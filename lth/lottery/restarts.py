@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lth.lottery import names
 from lth.lottery.pruning import random_masks_like
 from lth.seeds import derived_seed
 
@@ -47,9 +48,10 @@ WEIGHT_RULES: dict[str, WeightRule] = {
     "signed_reinit": lambda w_0, fresh, mask, g: w_0.sign() * fresh.abs().to(w_0.device),
     "signed_reshuffle": lambda w_0, fresh, mask, g: w_0.sign() * _reshuffle(w_0, mask, g).abs(),
 }
+assert tuple(WEIGHT_RULES) == names.WEIGHT_RULES, (
+    "lth.lottery.names.WEIGHT_RULES must name WEIGHT_RULES' keys"
+)
 FRESH = ("reinit", "signed_reinit")
-STRATEGIES = ("winning_ticket", "rewind", "reinit", "random_prune", "ticket", *WEIGHT_RULES)
-PRUNED_WEIGHTS = ("zero", "frozen_init")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from lth.errors import ConfigError
 from lth.lottery.masks import prunable_weight_names
 
 State = dict[str, Tensor]
-OUTPUT_LAYER = ("keep", "reinit")
 
 
 @dataclass(frozen=True)

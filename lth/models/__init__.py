@@ -1,14 +1,33 @@
 """Dense architectures only: plain nn.Modules that know nothing of masks.
 
 Every model takes ``input_shape`` and ``num_classes`` first; its output layer is its last Linear/Conv.
+The package's names are imported on first use, so ``lth.models.names`` (what the config allows) loads
+no torch.
 """
 
-from lth.models.conv import ConvNet
-from lth.models.initializers import INITIALIZERS, initialize
-from lth.models.mlp import MLP, student
-from lth.models.resnet import ResNet
-from lth.models.shapes import IncompatibleInput
-from lth.models.teacher import make_teacher
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lth.models.conv import ConvNet
+    from lth.models.initializers import INITIALIZERS, initialize
+    from lth.models.mlp import MLP, student
+    from lth.models.resnet import ResNet
+    from lth.models.shapes import IncompatibleInput
+    from lth.models.teacher import make_teacher
+
+_HOMES = {  # where each name lives (Hydra's ``_target_: lth.models.MLP`` finds it here too)
+    "INITIALIZERS": "initializers",
+    "MLP": "mlp",
+    "ConvNet": "conv",
+    "IncompatibleInput": "shapes",
+    "ResNet": "resnet",
+    "initialize": "initializers",
+    "make_teacher": "teacher",
+    "student": "mlp",
+}
 
 __all__ = [
     "INITIALIZERS",
@@ -20,3 +39,9 @@ __all__ = [
     "make_teacher",
     "student",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from lth.models import names
 from lth.models.layers import WEIGHTED_MODULES
 
 
@@ -31,6 +32,7 @@ INITIALIZERS: dict[str, Callable[[nn.Module], None]] = {
     "glorot_normal": _glorot_normal,
     "kaiming_normal": _kaiming_normal,
 }
+assert tuple(INITIALIZERS) == names.INITIALIZERS, "lth.models.names.INITIALIZERS must name INITIALIZERS' keys"
 
 
 def initialize(model: nn.Module, scheme: str) -> nn.Module:

@@ -10,7 +10,6 @@ from lth.models.layers import WEIGHTED_MODULES
 from lth.models.mlp import MLP
 
 LUCK_MATTERS_VALUES = (-0.5, -0.25, 0.0, 0.25, 0.5)
-TEACHER_WEIGHTS = ("gaussian", "discrete")
 
 
 def make_teacher(input_dim: int, hidden: Sequence[int], output_dim: int, weights: str, seed: int) -> MLP:

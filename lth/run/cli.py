@@ -1,4 +1,4 @@
-"""What ``python -m lth.train`` does around Hydra, kept light: nothing here imports Lightning or W&B.
+"""What ``python -m lth.train`` does around Hydra, kept light: nothing here imports torch, Lightning or W&B.
 
 Importing this module registers the ``${lth.job_dir:...}`` resolver that names sweep job directories
 (``lth.run.naming``); ``lth.train``'s task function refers to it, so a launcher that ships the task
@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from lth.errors import ConfigError
 from lth.run import naming  # noqa: F401  (registers the job-directory resolver)
 from lth.run.config import precheck
-from lth.run.job_dir import RunDirectory
 from lth.run.resume import NO_JOB, is_rank_zero, pinned_argv
 
 
@@ -69,6 +68,7 @@ def job(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run one job of the command line; a config error is its one line and exit code 2."""
     quiet_third_party_noise(bool(cfg.trainer.get("verbose", False)))  # before Lightning is imported
     from lth.run.job import run
+    from lth.run.job_dir import RunDirectory
 
     try:
         return run(cfg)

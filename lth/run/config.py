@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -20,17 +19,25 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.analysis.suite import ANALYSES, KNOB_CHECKS, NEEDS_MODEL
+# the names each key allows, torch-free: composing and checking a config imports no torch (nor Lightning, W&B)
+from lth.analysis.names import ANALYSES, KNOB_CHECKS, KNOBS, NEEDS_MODEL
 from lth.data.download import is_file_name
 from lth.errors import ConfigError, invalid
-from lth.lottery.at_init import SALIENCIES
-from lth.lottery.budget import BUDGETS
-from lth.lottery.optim import OPTIMIZERS, SCHEDULES
-from lth.lottery.pruning import CRITERIA, NORMS, SCOPES, STRUCTURED_CRITERIA, STRUCTURES
-from lth.lottery.restarts import PRUNED_WEIGHTS, STRATEGIES
-from lth.lottery.ticket import OUTPUT_LAYER
-from lth.models.initializers import INITIALIZERS
-from lth.models.teacher import TEACHER_WEIGHTS
+from lth.lottery.names import (
+    BUDGETS,
+    CRITERIA,
+    NORMS,
+    OPTIMIZERS,
+    OUTPUT_LAYER,
+    PRUNED_WEIGHTS,
+    SALIENCIES,
+    SCHEDULES,
+    SCOPES,
+    STRATEGIES,
+    STRUCTURED_CRITERIA,
+    STRUCTURES,
+)
+from lth.models.names import INITIALIZERS, TEACHER_WEIGHTS
 from lth.run.threads import trainer_checks
 from lth.run.ticket import ticket_source
 
@@ -230,7 +237,7 @@ def analysis_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], bo
     for name in knobs:
         if name not in ANALYSES:
             _fail("analysis_cfg", name, f"analyses from: {names}")
-        known = [p for p in inspect.signature(ANALYSES[name]).parameters if p != "level"]
+        known = KNOBS[name]
         for knob in knobs[name] or {}:
             if knob not in known:
                 _fail(f"analysis_cfg.{name}", knob, "knobs " + (", ".join(known) or "none"))

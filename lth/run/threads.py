@@ -13,11 +13,13 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+if TYPE_CHECKING:  # torch is imported where a GPU or a model is asked about: the config checks need neither
+    import torch
 
 SMALL_MODEL = 1_000_000  # parameters
 LTH_KEYS = (
@@ -44,7 +46,11 @@ def usable_cpus() -> int:
 def on_cpu(trainer: DictConfig) -> bool:
     """Whether the job trains on CPU (``accelerator: cpu``, or ``auto`` without a GPU)."""
     accelerator = trainer.get("accelerator", "auto")
-    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if accelerator != "auto":
+        return accelerator == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def slurm_starts_ranks() -> bool:
@@ -64,7 +70,11 @@ def local_ranks(trainer: DictConfig) -> int:
         return devices
     if isinstance(devices, ListConfig | list):
         return len(devices)
-    return 1 if on_cpu(trainer) else torch.cuda.device_count()  # auto: one CPU process, every GPU
+    if on_cpu(trainer):  # auto: one CPU process, every GPU
+        return 1
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def concurrent_jobs() -> int:
@@ -110,6 +120,8 @@ def job_threads(trainer: DictConfig, model: torch.nn.Module) -> int:
 
 def apply_threads(n: int) -> None:
     """Set torch's intra-op threads, and its inter-op threads (possible once, before any inter-op work)."""
+    import torch
+
     torch.set_num_threads(n)
     if torch.get_num_interop_threads() != n:
         with contextlib.suppress(RuntimeError):  # already set by an earlier job of this process
@@ -167,13 +179,13 @@ def trainer_checks(cfg: DictConfig) -> list[Check]:
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
     trainer = cfg.trainer
     devices = trainer.get("devices")
+    cpus = usable_cpus()
     if (
         "submitit" not in launcher
-        and on_cpu(trainer)
         and not trainer.get("oversubscribe")
-        and (_is_int(devices) and devices >= 1)
+        and (_is_int(devices) and devices > cpus)  # (as many ranks as CPUs or fewer always fit)
+        and on_cpu(trainer)  # last: under accelerator=auto it asks torch whether there is a GPU
     ):
-        cpus = usable_cpus()
         checks.append(
             (
                 "trainer.devices",

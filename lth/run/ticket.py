@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
 
 from lth.errors import ConfigError, invalid
-from lth.lottery.ticket import Ticket, fit_ticket
 from lth.run.readers import DamagedFile, read_job_files, read_meta
 
 SOURCE_RESTARTS = (
@@ -31,6 +28,12 @@ SOURCE_RESTARTS = (
     "random_prune",
     "ticket",
 )  # they restart from init.pt/rewind.pt
+
+# torch is imported where a ticket is loaded: checking its source (a config check) needs none
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from lth.lottery.ticket import Ticket
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ def ticket_source(cfg: DictConfig) -> TicketSource:
 
 
 def _load(path: Path) -> dict[str, Tensor]:
+    import torch
+
     try:
         return torch.load(path, weights_only=True)
     except Exception as exc:  # a file cut short or not written by lth: whatever torch raises
@@ -128,6 +133,8 @@ def _load(path: Path) -> dict[str, Tensor]:
 def load_ticket(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> tuple[Ticket, int]:
     """The ticket of ``cfg.init.ticket`` fitted to ``model`` (its tensors checked), and the step of the
     source's data stream the new job's first step continues."""
+    from lth.lottery.ticket import Ticket, fit_ticket
+
     source = ticket_source(cfg)
     found = Ticket(
         level=source.level,
