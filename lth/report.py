@@ -57,7 +57,7 @@ from lth.analysis.suite import flatten
 from lth.lottery.record import ANALYSIS
 from lth.lottery.record import REPORT_METRICS as METRICS
 from lth.run.naming import natural_key
-from lth.run.readers import DamagedFile, read_job_files, read_meta
+from lth.run.readers import DamagedFile, read_job_files, read_meta, read_overrides
 
 IGNORED_KEYS = ("seed", "train.replicates")  # replicates are seeds
 CURVES_FILE = "curves.jsonl"
@@ -130,12 +130,11 @@ def load_job(path: Path) -> Job:
     """A job directory; replicate ``k`` of a ``train.replicates`` job (``<job>/replicate_k``) is a job of
     its own, with the stack's overrides and its own seed."""
     stack = path.parent if path.name.startswith("replicate_") else path
-    overrides_file = stack / ".hydra" / "overrides.yaml"
-    overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-    parsed = dict(_parse_override(str(o)) for o in overrides or [])
-    if stack != path:
-        parsed |= {"seed": str(read_config(path).get("seed", ""))}
+    parsed: dict[str, str] = {}
     try:
+        parsed = dict(_parse_override(o) for o in read_overrides(stack / ".hydra" / "overrides.yaml"))
+        if stack != path:
+            parsed |= {"seed": str(read_config(path).get("seed", ""))}
         job = Job(path, parsed, *read_job_files(path))
     except DamagedFile as exc:
         return Job(path, parsed, [], None, damage=str(exc).removeprefix("lth: "))

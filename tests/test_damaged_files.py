@@ -81,3 +81,29 @@ def test_the_report_skips_a_damaged_job_with_a_warning_and_counts_it(tmp_path: P
     assert f"- `1_init=reinit,seed=1`: damaged file {damaged}, line 2" in summary
     with (sweep / "report" / "jobs.csv").open() as f:
         assert [j["status"] for j in csv.DictReader(f)] == ["complete", "damaged", "complete"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "- init=reinit\n- seed=1\n- 'optim.lr=0.1\n",
+            "line 4: not valid YAML (found unexpected end of stream)",
+        ),
+        ("init: reinit\n", "line 1: not a YAML list of overrides"),
+    ],
+)
+def test_the_report_skips_a_job_with_damaged_hydra_overrides(
+    tmp_path: Path, capsys, content: str, message: str
+):
+    """Hydra's ``.hydra/overrides.yaml`` damaged: the job is skipped in one line, as for lth's own files."""
+    sweep = tmp_path / "sweep"
+    for seed in range(2):
+        write_job(sweep, seed, ["init=reinit", f"seed={seed}"], [record(0, 0.9, 10)], "complete")
+    overrides = sweep / "1_init=reinit,seed=1" / ".hydra" / "overrides.yaml"
+    overrides.write_text(content)
+    report_main([str(sweep)])
+    warning, count = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"lth.report: warning: skipping a job: damaged file {overrides}, {message}")
+    assert warning.endswith(f"; restore it, or delete {overrides.parent.parent} to run the job again")
+    assert count == "lth.report: skipped 1 job(s) with damaged files"

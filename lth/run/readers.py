@@ -1,5 +1,5 @@
-"""Reading a job's ``results.jsonl``, ``DONE`` and ``meta.json`` back: damage from outside (a line cut short by a
-full disk, a copy that broke off, an edit) is one line naming the file and the line."""
+"""Reading a job's ``results.jsonl``, ``DONE``, ``meta.json`` and Hydra's ``overrides.yaml`` back: damage from
+outside (a line cut short by a full disk, a copy that broke off, an edit) is one line naming the file and the line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from lth.errors import ConfigError
 
@@ -27,10 +29,11 @@ class DamagedFile(ConfigError):
     """A job file that is not what lth wrote; ``lth.train`` prints it and exits 2."""
 
 
-def damaged(path: Path, line: int, what: str) -> DamagedFile:
-    """``lth: damaged file <path>, line <line>: <what>; ...`` with what to do about it."""
+def damaged(path: Path, line: int, what: str, job: Path | None = None) -> DamagedFile:
+    """``lth: damaged file <path>, line <line>: <what>; ...`` with what to do about it (``job``: the job
+    directory ``path`` belongs to, its parent unless given)."""
     return DamagedFile(
-        f"lth: damaged file {path}, line {line}: {what}; restore it, or delete {path.parent} to run the job again"
+        f"lth: damaged file {path}, line {line}: {what}; restore it, or delete {job or path.parent} to run the job again"
     )
 
 
@@ -78,3 +81,23 @@ def read_job_files(job: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | No
             f"{len(records)} record(s), but {job / 'DONE'} counts {done['levels']} level(s)",
         )
     return records, done
+
+
+def read_overrides(path: Path) -> list[str]:
+    """The command-line overrides Hydra saved in ``<job>/.hydra/overrides.yaml`` (none if it does not exist)."""
+    if not path.exists():
+        return []
+    job = path.parent.parent
+    try:
+        overrides = yaml.safe_load(path.read_bytes().decode())
+    except UnicodeDecodeError:
+        raise damaged(path, 1, "not UTF-8 text", job) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise damaged(path, line, f"not valid YAML ({getattr(exc, 'problem', None)})", job) from None
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise damaged(path, 1, "not a YAML list of overrides (key=value)", job)
+    return overrides
