@@ -115,8 +115,13 @@ def test_bad_input_is_one_line_naming_key_and_allowed_values(
 
 @pytest.mark.parametrize(
     "args",
-    [["prune.rate=1.5"], ["-m", "init=winning_ticket,reinitt"], ["prune.exclude=[fc9.weight]"]],
-    ids=["value", "sweep choice", "tensor name"],
+    [
+        ["prune.rate=1.5"],
+        ["-m", "init=winning_ticket,reinitt"],
+        ["prune.exclude=[fc9.weight]"],
+        ["data.val_size=5000"],
+    ],
+    ids=["value", "sweep choice", "tensor name", "found with the data"],
 )
 def test_bad_input_exits_2_before_any_output(lth_cli, tmp_path: Path, args: list[str]) -> None:
     proc = lth_cli(
@@ -125,6 +130,7 @@ def test_bad_input_exits_2_before_any_output(lth_cli, tmp_path: Path, args: list
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("lth: invalid config")]
     assert len(errors) == 1, proc.stderr
+    assert proc.stdout == ""  # not even the output directory a refused job will not have
     assert not list(tmp_path.rglob("results.jsonl")) and not list(tmp_path.rglob("DONE"))
     assert not (tmp_path / "sweep").exists()
 

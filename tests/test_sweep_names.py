@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from lth.report import find_jobs
 from lth.run.naming import MAX_NAME_BYTES, job_dir, job_name
-from lth.run.resume import fixed_keys, pinned_argv
+from lth.run.resume import announce, fixed_keys, pinned_argv
 
 # the command of issue 18 that ended in "OSError: [Errno 36] File name too long", with tiny steps
 LONG_COMMAND = [
@@ -64,10 +64,14 @@ def test_fixed_keys_are_those_every_job_sets_alike() -> None:
 
 
 def test_a_single_run_is_pinned_to_its_timestamped_directory(capsys) -> None:
+    """... and its directory is announced once the job passed its checks (a refused one prints none)."""
     argv = ["prune.rate=0.5", "logger=none"]
     pinned = pinned_argv(argv)
     assert pinned[:2] == argv and pinned[2].startswith("hydra.run.dir=outputs/") and len(pinned) == 3
     directory = pinned[2].split("=", 1)[1]
+    assert capsys.readouterr().out == ""
+    announce()
+    announce()  # once
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"lth: output directory {directory}; to resume it, rerun:",

@@ -54,6 +54,7 @@ from lth.run.loggers import finish_loggers, run_name, start_loggers
 from lth.run.module import LotteryModule
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
+from lth.run.resume import announce
 from lth.run.threads import apply_threads, job_threads, lightning_kwargs
 from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
@@ -201,9 +202,9 @@ def build_job(cfg: DictConfig) -> Job:
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
     model = build_model(derived_seed(cfg.seed, "model"))
+    check_tensor_names(cfg, prunable_weight_names(model))
     threads = job_threads(cfg.trainer, model)
     apply_threads(threads)
-    check_tensor_names(cfg, prunable_weight_names(model))
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     ticket, data_step = load_ticket(cfg, model, prunable) if cfg.init.name == "ticket" else (None, 0)
@@ -248,6 +249,7 @@ def build_job(cfg: DictConfig) -> Job:
 def execute(job: Job) -> list[dict[str, Any]]:
     """Train the lottery (resuming from the job's last good checkpoint), write its files, return its
     records (as in ``results.jsonl``)."""
+    announce()  # the checks passed: the output directory is a run's
     resume = resumable_checkpoint(job.run_dir.checkpoint_dir)
     if resume:
         log.info("lth: resuming from %s", resume)

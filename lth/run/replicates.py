@@ -59,6 +59,7 @@ from lth.run.loggers import (
 )
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
 from lth.run.provenance import Provenance, collect, now, run_config
+from lth.run.resume import announce
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -363,6 +364,7 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
 def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
     """Train the replicates (resuming from the last good checkpoint), write their files and the job's
     ``DONE``; return each replicate's records."""
+    announce()  # the checks passed: the output directory is a run's
     job.run_dir.write_config(OmegaConf.to_yaml(job.cfg))
     for config, run_dir in zip(job.configs, job.run_dirs, strict=True):
         run_dir.write_config(OmegaConf.to_yaml(config))

@@ -2,8 +2,10 @@
 
 A rerun resumes only in the same directory, and the default one is a timestamp. ``lth.train``
 resolves it once, appends it to the command line (``hydra.sweep.dir=...`` or ``hydra.run.dir=...``)
-and prints it with the exact command that resumes the run. For a sweep it also tells Hydra which
-keys the sweep does not vary, so job directories are named by the swept ones (``lth.run.naming``).
+and prints it with the exact command that resumes the run: a sweep's at once, a single run's once its
+job has passed its checks (``announce``), so a refused job prints its one error line only. For a
+sweep it also tells Hydra which keys the sweep does not vary, so job directories are named by the
+swept ones (``lth.run.naming``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ COMMAND = ("python", "-m", "lth.train")
 EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"
 # options after which Hydra prints something and runs no job
 NO_JOB = ("cfg", "help", "hydra_help", "info", "shell_completion", "experimental_rerun")
+_pending: list[str] = []  # a single run's directory and resume command, printed by announce()
 
 
 def is_rank_zero() -> bool:
@@ -74,6 +77,17 @@ def pinned_argv(argv: list[str]) -> list[str]:
         pinned.append(f"{EXCLUDE_KEYS}=[{','.join(repr(k) for k in fixed_keys(jobs))}]")
     if is_rank_zero():
         kind = "sweep" if args.multirun else "output"
-        print(f"lth: {kind} directory {directory}; to resume it, rerun:", flush=True)
-        print(f"  {resume_command(argv, key, directory)}", flush=True)
+        _pending[:] = [
+            f"lth: {kind} directory {directory}; to resume it, rerun:",
+            f"  {resume_command(argv, key, directory)}",
+        ]
+        if args.multirun:
+            announce()
     return pinned
+
+
+def announce() -> None:
+    """Print the pinned output directory and its resume command, if not yet printed."""
+    for line in _pending:
+        print(line, flush=True)
+    _pending.clear()
