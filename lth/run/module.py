@@ -188,7 +188,7 @@ class LotteryModule(pl.LightningModule):
         schedule fills the tensor learning rate between them."""
         trainer, scheduler = self.trainer, self.lr_schedulers()
         if self.step_graph is None:
-            self.step_graph = self._capture_step()
+            self.step_graph = self._build_step_graph()
         first = trainer.datamodule.first_step + trainer.global_step  # the data stream's step
         for i in range(self.steps_per_batch):
             self.drawn.prepare(first + i)
@@ -197,8 +197,8 @@ class LotteryModule(pl.LightningModule):
         advance_global_step(trainer, self.steps_per_batch)
         return {"losses": self.step_losses.take(self.steps_per_batch)}
 
-    def _capture_step(self) -> StepGraph:
-        """The plain step over static inputs: batches drawn on the device, losses kept there."""
+    def _build_step_graph(self) -> StepGraph:
+        """The plain step over static inputs (batches drawn on the device, losses kept there), captured on CUDA."""
         optimizer = self.optimizers().optimizer
         make_capturable(optimizer)
         self.drawn = self.trainer.datamodule.batches_on_device()
