@@ -20,7 +20,9 @@ from lth.models import make_teacher, student
 from lth.run.config import CONF_DIR, precheck, sweep_jobs
 from lth.run.job import build_job, execute
 from lth.run.module import LotteryModule
-from tests.conftest import Crash, CrashAt
+from lth.run.replicates import build_replicates, execute_replicates
+from tests.conftest import Crash, CrashAt, crash_at
+from tests.test_replicates import assert_same_lottery
 
 SMALL = [
     "data=teacher_student",
@@ -186,3 +188,54 @@ def test_a_resumed_retraining_keeps_the_new_teacher(
         return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
 
     assert strip(resumed) == strip(reference)
+
+
+REPLICATED = ("prune.levels=2", "train.steps=30", "train.eval_every=10")
+
+
+def replicates(ts_cfg: Callable[..., DictConfig], out: Path, *overrides: str) -> DictConfig:
+    """Two teacher-student replicates, seeds 3 and 4, in ``out``."""
+    return ts_cfg("seed=3", "train.replicates=2", f"paths.output_dir={out}", *REPLICATED, *overrides)
+
+
+def assert_replicates_are_single_jobs(
+    ts_cfg: Callable[..., DictConfig], tmp_path: Path, stack: Path, *overrides: str
+) -> None:
+    for k in range(2):
+        single = tmp_path / f"single{k}"
+        execute(build_job(ts_cfg(f"seed={3 + k}", f"paths.output_dir={single}", *REPLICATED, *overrides)))
+        assert_same_lottery(stack / f"replicate_{k}", single)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("data.samples=1000",),
+        ("data.samples=infinite", "optim=adam"),
+        ("data.samples=1000", "data.retrain_teacher_seed=5"),
+    ],
+    ids=["fixed", "infinite-adam", "fixed-new-teacher"],
+)
+def test_replicate_k_is_the_teacher_student_job_with_seed_plus_k(
+    ts_cfg: Callable[..., DictConfig], tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    """Its own inputs, batches and specialisation probe; the one teacher (a new one from level 1)."""
+    execute_replicates(build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides)))
+    assert_replicates_are_single_jobs(ts_cfg, tmp_path, tmp_path / "stack", *overrides)
+
+
+def test_replicates_resumed_in_the_level_of_a_new_teacher_keep_it(
+    ts_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """A crash at step 45 (level 1, new teacher); the rerun resumes from step 40 and labels by that teacher."""
+    overrides = ("data.samples=infinite", "data.retrain_teacher_seed=5", "train.checkpoint_every=10")
+    crashing = build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides))
+    crash_at(crashing.optimizer, 0, 45)
+    with pytest.raises(Crash):
+        execute_replicates(crashing)
+    assert torch.load(tmp_path / "stack" / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 40
+    resumed = build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides))
+    assert resumed.data.datamodule.teacher_seed == 0  # until the resumed level starts
+    execute_replicates(resumed)
+    assert resumed.data.datamodule.teacher_seed == 5
+    assert_replicates_are_single_jobs(ts_cfg, tmp_path, tmp_path / "stack", *overrides)

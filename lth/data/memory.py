@@ -139,6 +139,9 @@ class ReplicateData:
         self.batch_size = batch_size
         self.batches_per_epoch = self.train_rows.shape[1] // batch_size
 
+    def set_level(self, level: int) -> None:
+        """Called when the replicates start ``level``: these data stay the same."""
+
     def split(self, k: int, name: str) -> Split:
         """Replicate ``k``'s split ``name`` (gathered on each call: only the pool is held)."""
         if name == "test":

@@ -262,7 +262,6 @@ def replicate_checks(cfg: DictConfig) -> list[tuple[str, tuple[Callable[[Any], b
         ("trainer.devices", ((lambda v: v in (1, "1", "auto")), f"1 {why} (no DDP yet)")),
         ("trainer.strategy", ((lambda v: v in (None, "auto")), f"auto {why} (no DDP yet)")),
         ("prune.learned", ((lambda v: not v), f"false {why}")),
-        ("data.teacher_seed", ((lambda v: v is None), f"no teacher-student data {why}")),
         ("init.name", ((lambda v: v != "ticket"), f"any but ticket {why} (one ticket, one lottery)")),
     ]
 

@@ -129,10 +129,9 @@ def pruning_plan(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> Prun
     )
 
 
-def level_analyses(cfg: DictConfig, datamodule: InMemoryDataModule) -> dict[str, Analysis]:
-    """Analyses recorded at every level: the ``analysis`` list (on the test split), and node
+def level_analyses(cfg: DictConfig, datamodule: InMemoryDataModule, data: Split) -> dict[str, Analysis]:
+    """Analyses recorded at every level: the ``analysis`` list (on the test split ``data``), and node
     specialisation for teacher-student data (on the test inputs)."""
-    data = datamodule.split("test")
     knobs = cfg.get("analysis_cfg") or {}
     analyses: dict[str, Analysis] = {
         f"{ANALYSIS}/{name}": partial(_suite_analysis, name, dict(knobs.get(name) or {}), data, cfg.seed)
@@ -175,7 +174,7 @@ def build_lottery(
         data=data,
         evaluate=evaluate,
         batch_size=cfg.train.batch_size,
-        analyses=level_analyses(cfg, datamodule),
+        analyses=level_analyses(cfg, datamodule, data("test")),
         ticket=ticket,
     )
 

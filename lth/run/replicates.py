@@ -30,6 +30,7 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from lth.data.memory import ReplicateData
+from lth.data.teacher_student import TeacherStudentReplicates
 from lth.errors import ConfigError
 from lth.lottery import Budget, Lottery, prunable_weight_names
 from lth.lottery.lottery import Evaluate, LotteryState
@@ -121,7 +122,7 @@ class Replicates:
     configs: list[DictConfig]  # replicate k's: the single job it is
     stacked: StackedNetworks
     lotteries: list[Lottery]
-    data: ReplicateData
+    data: ReplicateData | TeacherStudentReplicates
     optimizer: torch.optim.Optimizer
     loss: Callable[..., Tensor]
     run_dir: RunDirectory
@@ -242,6 +243,9 @@ def train(job: Replicates, clock: Callable[[int], None] | None = None) -> None:
         save_start_points(job, k)
         if first:
             log_level_start(job, k)
+    live = [lottery for lottery in job.lotteries if not lottery.finished]
+    if live:  # the data of the level they start in (or resume)
+        job.data.set_level(lockstep(live).level)
     steps_of = captured_steps(job) if job.captured or job.drawn_steps else eager_steps(job, step)
     while not all(lottery.finished for lottery in job.lotteries):
         live = [lottery for lottery in job.lotteries if not lottery.finished]
@@ -331,7 +335,7 @@ def save_start_points(job: Replicates, k: int) -> None:
 def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
     """Hand each live replicate its ``losses`` (steps x K); write what they produced; start the next
     level (with a fresh optimizer state) where one ended. True if any level ended."""
-    ended = advanced = False
+    ended, started = False, None  # started: the level the live replicates start, if theirs ended
     for k, (lottery, run_dir) in enumerate(zip(job.lotteries, job.run_dirs, strict=True)):
         if lottery.finished:
             continue
@@ -355,9 +359,10 @@ def after_steps(job: Replicates, step: int, losses: Tensor) -> bool:
         else:
             lottery.next_level(step)
             log_level_start(job, k)
-            advanced = True
-    if advanced:  # levels end together: every live replicate starts its next level now
+            started = lottery.state.level
+    if started is not None:  # levels end together: every live replicate starts its next level now
         job.optimizer.state.clear()
+        job.data.set_level(started)
     return ended
 
 
