@@ -154,6 +154,10 @@ def test_a_new_teacher_for_the_retraining(ts_cfg: Callable[..., DictConfig]) -> 
     assert torch.equal(x1, x) and job.datamodule.teacher_seed == 5
     torch.testing.assert_close(y1, make_teacher(20, [20], 5, "gaussian", 5)(x))
     assert not torch.allclose(y1, y0)
+    new_teacher = make_teacher(20, [20], 5, "gaussian", 5)
+    measured = json.loads(job.run_dir.results_file.read_text().splitlines()[1])["specialisation"]
+    expected, _ = specialisation(new_teacher, job.lottery.network.model, x, job.datamodule.match_threshold)
+    assert measured["layer1"] == pytest.approx(expected["layer1"])  # level 1 against its own teacher
 
 
 def test_one_shot_magnitude_pruning_beats_random_pruning_at_80_percent(

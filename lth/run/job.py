@@ -131,15 +131,16 @@ def pruning_plan(cfg: DictConfig, model: nn.Module, prunable: list[str]) -> Prun
 
 def level_analyses(cfg: DictConfig, datamodule: InMemoryDataModule, data: Split) -> dict[str, Analysis]:
     """Analyses recorded at every level: the ``analysis`` list (on the test split ``data``), and node
-    specialisation for teacher-student data (on the test inputs)."""
+    specialisation for teacher-student data (on the test inputs, against the teacher the level trained on)."""
     knobs = cfg.get("analysis_cfg") or {}
     analyses: dict[str, Analysis] = {
         f"{ANALYSIS}/{name}": partial(_suite_analysis, name, dict(knobs.get(name) or {}), data, cfg.seed)
         for name in cfg.get("analysis") or []
     }
-    if isinstance(datamodule, TeacherStudentDataModule):
-        teacher, threshold = datamodule.teacher, datamodule.match_threshold
-        analyses["specialisation"] = lambda end: specialisation(teacher, end.model, data[0], threshold)
+    if isinstance(datamodule, TeacherStudentDataModule):  # the teacher of the level that ends
+        analyses["specialisation"] = lambda end: specialisation(
+            datamodule.teacher, end.model, data[0], datamodule.match_threshold
+        )
     return analyses
 
 
