@@ -7,13 +7,17 @@ plain ``MaskedNetwork`` over its own model whose parameters, buffers, masks and 
 to the stack. The training step runs all replicates at once on a ``(K, B, ...)`` batch: a model that is
 a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix products (``baddbmm``),
 any other as ``vmap`` over ``functional_call`` (1.4-1.6x slower per step for the MNIST-1D MLP at K=8
-on one CPU thread); the loss is the sum of the replicates' mean losses (so each replicate's gradient
+on one CPU thread); BatchNorm's running statistics and batch counts, passed to it as batched
+buffers, are updated in place in the stacked tensors (vmap's batch-norm rule runs one batch norm over
+the ``K x C`` channels on a view of the contiguous ``(K, C)`` stack), so replicate ``k``'s move as in
+its single job; the loss is the sum of the replicates' mean losses (so each replicate's gradient
 is its own), gradients and weights are masked by one fused multiply each. SGD, Adam and weight decay are
 elementwise, so one optimizer over the stacked tensors steps each replicate exactly as alone.
 
 The step reads no tensor value on the host (no ``.item()``, no branching on values): a replicate that
 diverged is excluded from the loss by ``torch.where`` on the ``alive`` flags (its gradients are zero),
-and its weights are put back after every step (momentum and weight decay would move them).
+and its weights and buffers are put back after every step (momentum, weight decay and BatchNorm's
+running statistics would move them).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class StackedNetworks:
         self.masks = {n: torch.stack([net.mask(n) for net in self.networks]) for n in self.prunable}
         self.factors = {n: torch.stack([net.factor(n) for net in self.networks]) for n in self.prunable}
         self.alive = torch.ones(len(models), dtype=torch.bool)  # False once a replicate diverged
-        self.held: dict[int, dict[str, Tensor]] = {}  # the weights each diverged replicate is held at
+        self.held: dict[int, dict[str, Tensor]] = {}  # the weights and buffers each diverged one is held at
         self._bind_views()
 
     def _bind_views(self) -> None:
@@ -111,7 +115,7 @@ class StackedNetworks:
         return loss(out, y.flatten(0, 1), reduction="none").view(len(self), -1).mean(1)
 
     def vmapped_losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
-        """``losses`` by ``vmap`` over ``functional_call`` (any architecture without BatchNorm)."""
+        """``losses`` by ``vmap`` over ``functional_call`` (any architecture; BatchNorm buffers updated in place)."""
 
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             return loss(functional_call(self.base, (params, buffers), (x,)), y)
@@ -144,15 +148,16 @@ class StackedNetworks:
         torch._foreach_mul_([self.params[n] for n in self.prunable], [self.factors[n] for n in self.prunable])
 
     def freeze(self, k: int) -> None:
-        """Replicate ``k`` diverged: it no longer trains, its weights stay as they are now."""
+        """Replicate ``k`` diverged: it no longer trains, its weights and buffers stay as they are now."""
         self.alive[k] = False
-        self.held[k] = {name: p.detach()[k].clone() for name, p in self.params.items()}
+        self.held[k] = {name: t.detach()[k].clone() for name, t in (self.params | self.buffers).items()}
 
     @torch.no_grad()
     def _hold_diverged(self) -> None:
-        for k, weights in self.held.items():
-            for name, value in weights.items():
-                self.params[name][k].copy_(value)
+        tensors = self.params | self.buffers
+        for k, held in self.held.items():
+            for name, value in held.items():
+                tensors[name][k].copy_(value)
 
     # --- resuming ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, dict[str, Tensor]]:

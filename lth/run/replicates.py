@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from lth.data.memory import ReplicateData
 from lth.data.teacher_student import TeacherStudentReplicates
-from lth.errors import ConfigError
 from lth.lottery import Budget, Lottery, prunable_weight_names
 from lth.lottery.lottery import Evaluate, LotteryState
 from lth.lottery.optim import build_optimizer, lr_factor, set_lr
@@ -47,7 +46,7 @@ from lth.run.cuda_graphs import (
     make_capturable,
     plan_capture,
 )
-from lth.run.job import build_datamodule, build_lottery, choice, model_factory
+from lth.run.job import build_datamodule, build_lottery, model_factory
 from lth.run.job_dir import RunDirectory
 from lth.run.loggers import (
     LotteryWandbLogger,
@@ -149,11 +148,6 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     configs = [replicate_config(cfg, k) for k in range(replicates)]
     models = [build_model(derived_seed(c.seed, "model")) for c in configs]
     check_tensor_names(cfg, prunable_weight_names(models[0]))
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
-        raise ConfigError(
-            f"lth: invalid config: train.replicates={replicates} with model={choice(cfg, 'model')}: "
-            "BatchNorm layers are not stacked yet; allowed: train.replicates=1 for this model"
-        )
     prunable = [name for name in prunable_weight_names(models[0]) if name not in cfg.prune.exclude]
     device = training_device(cfg)
     stacked = StackedNetworks(models, prunable).to(device)
