@@ -292,17 +292,17 @@ def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
     """Lottery-steps/s of K stacked replicates against K sequential jobs, for each model, at ``threads``:
     by wall clock and by CPU time of the process (less disturbed by other processes); in brackets the
     ratio to the sequential jobs by CPU time."""
-    torch.set_num_threads(threads)
+    cpu = ("trainer=cpu", f"trainer.threads={threads}")  # each job applies its trainer.threads
     lines = [
         f"replicates: lottery-steps/s (wall | CPU), Adam, {threads} thread(s), torch {torch.__version__}"
     ]
     lines.append(f"  {'model':<16}{'sequential':>14}" + "".join(f"{f'K={k}':>22}" for k in sizes))
     verdicts = []
     for name, (overrides, steps, lottery_steps) in REPLICATE_MODELS.items():
-        sequential = single_job_rate(root, overrides, steps)
+        sequential = single_job_rate(root, overrides, steps, cpu)
         cells = []
         for k in sizes:
-            rate = stacked_rate(root, overrides, max(20, min(steps, lottery_steps // k)), k)
+            rate = stacked_rate(root, overrides, max(20, min(steps, lottery_steps // k)), k, cpu)
             ratio = rate[1] / sequential[1]
             cells.append(f"{rate[0]:6.0f} | {rate[1]:<6.0f}({ratio:4.1f}x)")
             if name == "MNIST-1D MLP" and k == 8:

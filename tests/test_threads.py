@@ -17,6 +17,7 @@ from lth.errors import ConfigError
 from lth.run.callback import Threads
 from lth.run.config import CONF_DIR, check_config
 from lth.run.job import build_job
+from lth.run.replicates import build_replicates
 from lth.run.threads import (
     SMALL_MODEL,
     apply_threads,
@@ -65,6 +66,8 @@ def test_ddp_ranks_on_this_machine_divide_the_cpus(machine: pytest.MonkeyPatch, 
     assert local_ranks(ddp) == 4 and job_threads(ddp, big) == 2
     assert job_threads(make_cfg("trainer=cpu").trainer, big) == 8
     assert job_threads(make_cfg("trainer=cpu").trainer, nn.Linear(10, 10)) == 1
+    # stacked replicates count as one model of all their parameters
+    assert job_threads(make_cfg("trainer=cpu").trainer, nn.Linear(1000, 100), copies=10) == 8
     # more than one device is DDP under any strategy, auto included
     assert local_ranks(make_cfg("trainer=cpu", "trainer.devices=2").trainer) == 2
     # under SLURM every rank is a task with CPUs of its own
@@ -150,3 +153,13 @@ def test_cli_refuses_in_one_line(lth_cli, tmp_path: Path, args: list[str], error
     assert proc.returncode == 2
     assert proc.stderr.strip() == error
     assert not (tmp_path / "run").exists()
+
+
+def test_a_replicate_job_applies_its_threads(make_cfg) -> None:
+    try:
+        build_replicates(make_cfg("train.replicates=2", "trainer.threads=2"))
+        assert torch.get_num_threads() == 2
+        build_replicates(make_cfg("train.replicates=2"))  # auto: small models get one
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)

@@ -60,6 +60,7 @@ from lth.run.loggers import (
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.resume import announce
+from lth.run.threads import apply_threads, job_threads
 from lth.seeds import derived_seed
 
 log = logging.getLogger("lth")
@@ -147,6 +148,7 @@ def build_replicates(cfg: DictConfig) -> Replicates:
     build_model = model_factory(cfg, datamodule)
     configs = [replicate_config(cfg, k) for k in range(replicates)]
     models = [build_model(derived_seed(c.seed, "model")) for c in configs]
+    apply_threads(job_threads(cfg.trainer, models[0], replicates))
     check_tensor_names(cfg, prunable_weight_names(models[0]))
     prunable = [name for name in prunable_weight_names(models[0]) if name not in cfg.prune.exclude]
     device = training_device(cfg)

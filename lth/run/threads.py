@@ -100,9 +100,11 @@ def resolve_threads(setting: int | str, parameters: int, ranks: int, jobs: int) 
     return min(share, int(omp)) if omp.isdigit() and int(omp) > 0 else share
 
 
-def job_threads(trainer: DictConfig, model: torch.nn.Module) -> int:
-    """The thread count of this job: ``trainer.threads`` resolved for ``model`` (and logged)."""
-    setting, parameters = trainer.get("threads", "auto"), sum(p.numel() for p in model.parameters())
+def job_threads(trainer: DictConfig, model: torch.nn.Module, copies: int = 1) -> int:
+    """The thread count of this job: ``trainer.threads`` resolved for ``copies`` of ``model`` trained
+    together (stacked replicates), and logged."""
+    setting = trainer.get("threads", "auto")
+    parameters = copies * sum(p.numel() for p in model.parameters())
     ranks, jobs = local_ranks(trainer), concurrent_jobs()
     threads = resolve_threads(setting, parameters, ranks, jobs)
     log.info(
