@@ -245,6 +245,8 @@ def test_each_replicate_is_the_wandb_run_of_its_seed_and_a_failing_job_warns_onc
         masks = torch.load(job / "levels" / "level_02" / "masks.pt", weights_only=True)
         assert all(torch.equal(ticket_files(run, 2)["masks.pt"][n], m) for n, m in masks.items())
     assert runs[0].run.run_id != runs[1].run.run_id
+    (sync,) = [line for line in proc.stdout.splitlines() if "wandb sync" in line]  # one line for the job
+    assert "W&B 2 runs saved offline" in sync and sync.count("/replicate_") == 2
     warnings = [line for line in proc.stdout.splitlines() if "W&B failed" in line]
     assert len(warnings) == 1 and "API key" in warnings[0], proc.stdout[-3000:]
     for k in range(2):

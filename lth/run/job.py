@@ -50,7 +50,7 @@ from lth.run.config import check_config, check_tensor_names
 from lth.run.console import LotteryProgressBar, print_results
 from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
-from lth.run.loggers import finish_loggers, run_name, start_loggers
+from lth.run.loggers import finish_loggers, report_offline_runs, run_name, start_loggers
 from lth.run.module import LotteryModule
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
@@ -267,7 +267,7 @@ def execute(job: Job) -> list[dict[str, Any]]:
         state = job.lottery.state  # replaced when a checkpoint was restored
         if rank_zero_only.rank == 0:
             meta = run_config(provenance.end(state.status != "running"))
-        finish_loggers(trainer.loggers, state.records, state.status != "running", meta)
+        report_offline_runs(finish_loggers(trainer.loggers, state.records, state.status != "running", meta))
     if trainer.is_global_zero:
         if state.status != "running":
             job.run_dir.mark_done(state.status, len(state.records))

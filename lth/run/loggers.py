@@ -219,22 +219,29 @@ class LotteryWandbLogger(WandbLogger):
         self.experiment.log({"results": wandb.Table(columns=columns, data=rows)})
 
     @rank_zero_only
-    def finish(self, finished: bool = True) -> None:
-        """Close the run, even after a failure, so the next job of the process starts its own run.
+    def finish(self, finished: bool = True) -> str | None:
+        """Close the run, even after a failure, so the next job of the process starts its own run; the
+        directory of a run saved offline (what ``wandb sync`` uploads).
 
         A job that did not finish closes its run as failed (exit code 1): wandb then keeps the run id
         in ``<save_dir>/wandb/wandb-resume.json`` and the rerun that resumes the job continues it."""
         run = self._experiment
         if run is None:
-            return
+            return None
         try:
             run.finish(exit_code=0 if finished else 1)
         except Exception as exc:
             if not self.failed:
                 log.warning("lth: W&B failed to finish the run (%s)", _one_line(exc))
-            return
-        if run.offline:
-            log.info("W&B run saved offline; upload it with: wandb sync %s", run.settings.sync_dir)
+            return None
+        return str(run.settings.sync_dir) if run.offline else None
+
+
+def report_offline_runs(directories: Sequence[str]) -> None:
+    """One line saying how to upload the W&B runs saved offline (if any)."""
+    if directories:
+        runs = "run" if len(directories) == 1 else f"{len(directories)} runs"
+        log.info("W&B %s saved offline; upload with: wandb sync %s", runs, " ".join(directories))
 
 
 def wandb_mode(offline: bool | str) -> str | None:
@@ -319,12 +326,15 @@ def start_replicate_loggers(
 
 def finish_loggers(
     loggers: Iterable[Logger], records: Sequence[LevelRecord], finished: bool, config: Mapping[str, Any]
-) -> None:
+) -> list[str]:
     """Log the results table (of a finished job), update the run config with ``config`` (the job's final
-    ``meta/`` entries), and close each W&B run."""
+    ``meta/`` entries), and close each W&B run; the directories of the runs saved offline."""
+    offline = []
     for logger in loggers:
         if finished and isinstance(logger, LotteryLogger):
             logger.log_results(records)
         if isinstance(logger, LotteryWandbLogger):
             logger.update_config(config)
-            logger.finish(finished)
+            directory = logger.finish(finished)
+            offline += [directory] if directory else []
+    return offline

@@ -55,6 +55,7 @@ from lth.run.loggers import (
     log_level,
     log_metrics,
     log_ticket,
+    report_offline_runs,
     start_replicate_loggers,
 )
 from lth.run.module import EVAL_CHUNK, LOSSES, MAX_STEPS_PER_BATCH
@@ -382,10 +383,12 @@ def execute_replicates(job: Replicates) -> list[list[dict[str, Any]]]:
         metas = [
             run_config(p.end(done)) for p, done in zip(provenances, [all(finished), *finished], strict=True)
         ]
+        offline = []
         for loggers, lottery, meta in zip(job.loggers, job.lotteries, metas[1:], strict=True):
             for logger in loggers:  # what Lightning does after a single job's fit
                 logger.finalize("success" if lottery.finished else "failed")
-            finish_loggers(loggers, lottery.state.records, lottery.finished, meta)
+            offline += finish_loggers(loggers, lottery.state.records, lottery.finished, meta)
+        report_offline_runs(offline)
     statuses = {lottery.state.status for lottery in job.lotteries}
     job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
     remove_checkpoints(job.run_dir.checkpoint_dir)
