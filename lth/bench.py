@@ -188,26 +188,32 @@ def measure(root: Path, steps: int, optim: str, overrides: list[str]) -> Round:
     return Round(rates(last - first, start, end), raw, fetch_seconds(job, steps), records[1]["wall_s"])
 
 
+def bench_cfg(root: Path, overrides: list[str], out: Path | None = None) -> Any:
+    """The real config with ``overrides``: data cached under ``root``, output in ``out`` (a fresh directory
+    under ``root`` if None), no experiment logger, no progress bar."""
+    out = out or Path(tempfile.mkdtemp(dir=root, prefix="run_"))
+    base = [
+        f"data.root={root}",
+        f"paths.output_dir={out}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
 def default_job_rate(root: Path, out: Path, steps: int, threads: int, overrides: list[str]) -> float:
     """Steps per second (wall clock) of the default job's dense training at ``trainer.threads=threads``
     (data cached under ``root``, output in ``out``), after its first 10% of steps."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"data.root={root}",
-                f"paths.output_dir={out}",
-                "logger=none",
-                "trainer=cpu",
-                "trainer.enable_progress_bar=false",
-                f"trainer.threads={threads}",
-                f"train.steps={steps}",
-                f"train.eval_every={steps}",
-                "prune.levels=0",
-                *overrides,
-            ],
-        )
-    job = build_job(cfg)
+    overrides = [
+        "trainer=cpu",
+        f"trainer.threads={threads}",
+        f"train.steps={steps}",
+        f"train.eval_every={steps}",
+        "prune.levels=0",
+        *overrides,
+    ]
+    job = build_job(bench_cfg(root, overrides, out))
     clock = StepClock()
     job.trainer.callbacks.append(clock)
     execute(job)
@@ -234,25 +240,19 @@ def compare_threads(counts: list[int], steps: int, rounds: int, overrides: list[
 def replicate_cfg(
     root: Path, overrides: list[str], steps: int, replicates: int, trainer: tuple[str, ...] = ("trainer=cpu",)
 ) -> Any:
-    output = Path(tempfile.mkdtemp(dir=root, prefix="run_"))
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"data.root={root}",
-                *overrides,
-                "optim=adam",
-                f"train.steps={steps}",
-                f"train.eval_every={steps}",
-                f"train.replicates={replicates}",
-                "train.checkpoint_every=null",
-                "prune.levels=0",
-                "logger=none",
-                *trainer,
-                "trainer.enable_progress_bar=false",
-                f"paths.output_dir={output}",
-            ],
-        )
+    return bench_cfg(
+        root,
+        [
+            *overrides,
+            "optim=adam",
+            f"train.steps={steps}",
+            f"train.eval_every={steps}",
+            f"train.replicates={replicates}",
+            "train.checkpoint_every=null",
+            "prune.levels=0",
+            *trainer,
+        ],
+    )
 
 
 def single_job_rate(
@@ -382,20 +382,8 @@ def cuda_table(root: Path, sizes: list[int]) -> list[str]:
 
 def default_level_seconds(root: Path, trainer: list[str]) -> float:
     """Wall seconds of the default job's level 1 (``make train``: 2,000 steps and its evaluations)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"data.root={root}",
-                f"paths.output_dir={tempfile.mkdtemp(dir=root, prefix='run_')}",
-                "logger=none",
-                "prune.levels=1",
-                "trainer.enable_progress_bar=false",
-                *trainer,
-            ],
-        )
     with contextlib.redirect_stdout(io.StringIO()):
-        records = execute(build_job(cfg))
+        records = execute(build_job(bench_cfg(root, ["prune.levels=1", *trainer])))
     return float(records[1]["wall_s"])
 
 
