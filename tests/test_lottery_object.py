@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def imported_lth_modules(path: Path) -> set[str]:
     return {name for name in names if name.startswith("lth")}
 
 
-BASE = ("lth.errors", "lth.seeds", "lth.files")
+BASE = ("lth.errors", "lth.seeds", "lth.files", "lth.exports")
 ALLOWED = {  # what each lower floor may import of lth: never the run layer or the entry points
     "models": ("lth.models", *BASE),  # models know nothing of masks
     "data": ("lth.data", *BASE),  # data knows nothing of models
@@ -167,3 +168,12 @@ def test_imports_stay_light(modules: str, absent: tuple[str, ...]) -> None:
     code = f"import sys, {modules}; print(sorted(m for m in {absent!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", ["lth.lottery", "lth.models"])
+def test_every_lazy_export_is_listed_and_loads(package: str) -> None:
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(module._HOMES)
+    assert all(getattr(module, name) is not None for name in module.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        module.nothing  # noqa: B018

@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from lth.lottery.budget import Budget, ForwardCost
-from lth.lottery.masks import MaskedNetwork
-from lth.lottery.plan import PruningPlan, State
+from lth.lottery.masks import MaskedNetwork, State
+from lth.lottery.plan import PruningPlan
 from lth.lottery.record import LevelRecord
 from lth.lottery.restarts import Restart
 from lth.lottery.ticket import Ticket

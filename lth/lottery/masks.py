@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from lth.models.layers import WEIGHTED_MODULES
 
+State = dict[str, Tensor]  # tensors by name: a model's state, or masks
+
 
 def buffer_name(tensor_name: str) -> str:
     return tensor_name.replace(".", "__")

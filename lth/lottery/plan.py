@@ -9,10 +9,9 @@ from functools import partial
 from torch import Tensor, nn
 
 from lth.lottery.at_init import prune_at_init
+from lth.lottery.masks import State
 from lth.lottery.pruning import prune_masks, score, structure_masks
 from lth.seeds import derived_seed
-
-State = dict[str, Tensor]
 
 
 @dataclass(frozen=True)

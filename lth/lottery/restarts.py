@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from lth.lottery import names
+from lth.lottery.masks import State
 from lth.lottery.pruning import random_masks_like
 from lth.seeds import derived_seed
 
-State = dict[str, Tensor]
 WeightRule = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
 """(theta_0 of a tensor, a fresh draw of it, its mask, generator) -> the tensor's restart values."""
 

@@ -20,9 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lth.errors import ConfigError
-from lth.lottery.masks import prunable_weight_names
-
-State = dict[str, Tensor]
+from lth.lottery.masks import State, prunable_weight_names
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lth.exports import lazy_exports
 
 if TYPE_CHECKING:
     from lth.models.conv import ConvNet
@@ -39,9 +40,4 @@ __all__ = [
     "make_teacher",
     "student",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_exports(__name__, _HOMES)
