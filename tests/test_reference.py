@@ -1,9 +1,12 @@
 """Results stay bit-identical: two small lotteries against a stored reference (records, masks, weights).
 
-The reference (``tests/reference/<name>.json``) was recorded with torch 2.13.0 on the CPU at one thread
-(float results depend on the thread count) before the lottery-core redesign, and this test proved the
-redesign changed nothing. A deliberate change of results rewrites it: ``LTH_WRITE_REFERENCE=1 pytest
-tests/test_reference.py``, and the diff of the JSON shows what changed.
+The reference (``tests/reference/<name>.json``) holds one fingerprint per machine signature (torch
+version, CPU kernel capability, CPU model: float results depend on all three, and on the thread count,
+so the test runs at one thread). The entries were recorded before a refactor (the lottery-core redesign
+on the first machine, the one-engine change on the AMD EPYC / AVX2 one) and the test proved it changed
+nothing. On a machine with no entry it skips, naming the signature; ``LTH_WRITE_REFERENCE=1 pytest
+tests/test_reference.py`` on a known-good commit adds (or, after a deliberate change of results,
+rewrites) this machine's entry, and the diff of the JSON shows what changed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +42,14 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def machine() -> str:
+    """The signature a reference is recorded under: torch, its CPU kernels, the CPU model."""
+    cpuinfo = Path("/proc/cpuinfo")
+    model = re.search(r"model name\s*: (.*)", cpuinfo.read_text()) if cpuinfo.exists() else None
+    cpu = model.group(1).strip() if model else platform.processor() or "unknown cpu"
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {cpu}"
+
+
 def fingerprint(run: Path) -> dict:
     """Everything a job wrote that must not change: its records (less wall time and the analyses, which
     came after the reference), masks, weights, DONE.
@@ -55,7 +68,6 @@ def fingerprint(run: Path) -> dict:
             path, tensors = path.with_name("weights.pt"), {name: tensors[name] for name in prunable}
         files[str(path.relative_to(run))] = digest(tensors)
     return {
-        "torch": torch.__version__,
         "records": records,
         "files": files,
         "done": (run / "DONE").read_text(),
@@ -81,10 +93,11 @@ def test_results_are_bit_identical_to_the_stored_reference(
     cfg = make_cfg(*overrides)
     execute(build_job(cfg))
     found = fingerprint(Path(cfg.paths.output_dir))
-    path = REFERENCE / f"{name}.json"
+    path, signature = REFERENCE / f"{name}.json", machine()
+    references = json.loads(path.read_text())
     if os.environ.get("LTH_WRITE_REFERENCE"):
-        path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
-    expected = json.loads(path.read_text())
-    if expected["torch"] != torch.__version__:
-        pytest.skip(f"reference recorded with torch {expected['torch']}, running {torch.__version__}")
-    assert found == expected
+        references[signature] = found
+        path.write_text(json.dumps(references, indent=1, sort_keys=True) + "\n")
+    if signature not in references:
+        pytest.skip(f"no reference recorded on this machine ({signature})")
+    assert found == references[signature]
