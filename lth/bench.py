@@ -47,7 +47,6 @@ from lth.lottery.optim import build_optimizer
 from lth.run.cli import quiet_third_party_noise
 from lth.run.config import CONF_DIR
 from lth.run.job import Job, build_job, execute
-from lth.run.replicates import build_replicates, train
 
 TARGET_RATIO = 1.3
 CUDA_TARGETS = {"MNIST-1D MLP": (0, 3000), "LeNet-300-100": (64, 50000)}  # (K, lottery-steps/s); K=0: one job
@@ -255,37 +254,19 @@ def replicate_cfg(
     )
 
 
-def single_job_rate(
-    root: Path, overrides: list[str], steps: int, trainer: tuple[str, ...] = ("trainer=cpu",)
+def stack_rate(
+    root: Path, overrides: list[str], steps: int, replicates: int = 1, trainer: tuple[str, ...] = ("trainer=cpu",)
 ) -> tuple[float, float]:
-    """Steps/s (wall, process CPU) of one lth job (= lottery-steps/s of K of them in sequence): from the
-    end of its first training batch to the end of its last but one (without start-up and evaluation)."""
-    job = build_job(replicate_cfg(root, overrides, steps, 1, trainer))
+    """Lottery-steps/s (wall, process CPU) of one lth job of K lotteries (K=1: one job, so also K of them
+    in sequence): from the end of its first training batch to the end of its last but one (without
+    start-up and evaluation; the lotteries' bookkeeping between batches included)."""
+    job = build_job(replicate_cfg(root, overrides, steps, replicates, trainer))
     clock = StepClock(now_process)
     job.trainer.callbacks.append(clock)
     with contextlib.redirect_stdout(io.StringIO()):  # its results table
         execute(job)
     (first, start), (last, end) = clock.times[0], clock.times[-2]
-    return rates(last - first, start, end)
-
-
-def stacked_rate(
-    root: Path, overrides: list[str], steps: int, replicates: int, trainer: tuple[str, ...] = ("trainer=cpu",)
-) -> tuple[float, float]:
-    """Lottery-steps/s (wall, process CPU) of K replicates trained as one stack: from the end of its first
-    step to the end of its last (the lotteries' bookkeeping between steps included, evaluation not)."""
-    job = build_replicates(replicate_cfg(root, overrides, steps, replicates, trainer))
-    stacked, times = job.stacked, []
-    step = stacked.step
-
-    def timed(*args: Any) -> Tensor:
-        losses = step(*args)
-        times.append(now_process())
-        return losses
-
-    stacked.step = timed  # type: ignore[method-assign]
-    train(job)
-    return rates(replicates * (len(times) - 1), times[0], times[-1])
+    return rates(replicates * (last - first), start, end)
 
 
 def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
@@ -299,10 +280,10 @@ def replicate_table(root: Path, threads: int, sizes: list[int]) -> list[str]:
     lines.append(f"  {'model':<16}{'sequential':>14}" + "".join(f"{f'K={k}':>22}" for k in sizes))
     verdicts = []
     for name, (overrides, steps, lottery_steps) in REPLICATE_MODELS.items():
-        sequential = single_job_rate(root, overrides, steps, cpu)
+        sequential = stack_rate(root, overrides, steps, 1, cpu)
         cells = []
         for k in sizes:
-            rate = stacked_rate(root, overrides, max(20, min(steps, lottery_steps // k)), k, cpu)
+            rate = stack_rate(root, overrides, max(60, min(steps, lottery_steps // k)), k, cpu)
             ratio = rate[1] / sequential[1]
             cells.append(f"{rate[0]:6.0f} | {rate[1]:<6.0f}({ratio:4.1f}x)")
             if name == "MNIST-1D MLP" and k == 8:
@@ -329,23 +310,17 @@ def synced_now() -> tuple[float, float]:
 
 
 def gpu_rate(root: Path, overrides: list[str], steps: int, replicates: int, setting: str) -> float:
-    """Lottery-steps/s (wall) on the GPU with ``trainer.cuda_graphs=setting``: of one lth job between its
-    first and last but one training batch (``replicates`` 0), or of K stacked replicates between their
-    first and last run of steps (evaluation excluded, the lotteries' bookkeeping included)."""
+    """Lottery-steps/s (wall) on the GPU with ``trainer.cuda_graphs=setting`` of one lth job of K stacked
+    replicates (``replicates`` 0: a single job) between its first and last but one training batch
+    (evaluation excluded, the lotteries' bookkeeping included)."""
     gpu = ("trainer.accelerator=gpu", f"trainer.cuda_graphs={setting}")
-    cfg = replicate_cfg(root, overrides, steps, max(replicates, 1), gpu)
-    if replicates == 0:
-        job = build_job(cfg)
-        clock = StepClock(synced_now)
-        job.trainer.callbacks.append(clock)
-        with contextlib.redirect_stdout(io.StringIO()):
-            execute(job)
-        (first, start), (last, end) = clock.times[0], clock.times[-2]
-        return rates(last - first, start, end)[0]
-    times: list[tuple[int, tuple[float, float]]] = []
-    train(build_replicates(cfg), lambda step: times.append((step, synced_now())))
-    (first, start), (last, end) = times[0], times[-1]
-    return rates(replicates * (last - first), start, end)[0]
+    job = build_job(replicate_cfg(root, overrides, steps, max(replicates, 1), gpu))
+    clock = StepClock(synced_now)
+    job.trainer.callbacks.append(clock)
+    with contextlib.redirect_stdout(io.StringIO()):
+        execute(job)
+    (first, start), (last, end) = clock.times[0], clock.times[-2]
+    return rates(max(replicates, 1) * (last - first), start, end)[0]
 
 
 def cuda_table(root: Path, sizes: list[int]) -> list[str]:

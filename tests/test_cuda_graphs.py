@@ -16,7 +16,6 @@ from lth.data.memory import ReplicateData, ShuffledBatches, epoch_permutation
 from lth.run.config import CONF_DIR
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, make_capturable, plan_capture
 from lth.run.job import build_datamodule, build_job, execute
-from lth.run.replicates import build_replicates, execute_replicates
 from tests.conftest import Crash, CrashAt
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -227,12 +226,12 @@ def test_the_captured_steps_path_resumes_where_it_crashed(
 
 
 def _run_replicates(cfg: DictConfig, drawn: bool, diverge: int | None = None) -> list[list[dict]]:
-    job = build_replicates(cfg)
-    job.drawn_steps = drawn
+    job = build_job(cfg)
+    job.module.drawn_steps = drawn
     if diverge is not None:
         with torch.no_grad():
-            job.stacked.params["fc1.weight"][diverge] = math.nan
-    return execute_replicates(job)
+            job.stack.params["fc1.weight"][diverge] = math.nan
+    return execute(job)
 
 
 def test_the_captured_stacked_step_uncaptured_gives_the_eager_replicates(
@@ -265,12 +264,12 @@ def test_captured_replicates_on_cuda_give_the_eager_masks(
     overrides = ["train.replicates=4", "trainer.accelerator=gpu", "train.steps=60", "train.eval_every=20"]
     runs = []
     for setting in ("false", "true"):
-        job = build_replicates(
+        job = build_job(
             make_cfg(*overrides, f"trainer.cuda_graphs={setting}", f"paths.output_dir={tmp_path / setting}")
         )
-        assert job.captured == (setting == "true")
-        execute_replicates(job)
-        runs.append([network.mask_dict() for network in job.stacked.networks])
+        execute(job)
+        assert job.module.captured == (setting == "true")
+        runs.append([network.mask_dict() for network in job.stack.networks])
     for eager, captured in zip(*runs, strict=True):
         for name, mask in eager.items():
             assert torch.equal(mask.cpu(), captured[name].cpu()), name

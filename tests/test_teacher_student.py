@@ -20,8 +20,7 @@ from lth.models import make_teacher, student
 from lth.run.config import CONF_DIR, precheck, sweep_jobs
 from lth.run.job import build_job, execute
 from lth.run.module import LotteryModule
-from lth.run.replicates import build_replicates, execute_replicates
-from tests.conftest import Crash, CrashAt, crash_at
+from tests.conftest import Crash, CrashAt
 from tests.test_replicates import assert_same_lottery
 
 SMALL = [
@@ -224,7 +223,7 @@ def test_replicate_k_is_the_teacher_student_job_with_seed_plus_k(
     ts_cfg: Callable[..., DictConfig], tmp_path: Path, overrides: tuple[str, ...]
 ) -> None:
     """Its own inputs, batches and specialisation probe; the one teacher (a new one from level 1)."""
-    execute_replicates(build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides)))
+    execute(build_job(replicates(ts_cfg, tmp_path / "stack", *overrides)))
     assert_replicates_are_single_jobs(ts_cfg, tmp_path, tmp_path / "stack", *overrides)
 
 
@@ -233,13 +232,13 @@ def test_replicates_resumed_in_the_level_of_a_new_teacher_keep_it(
 ) -> None:
     """A crash at step 45 (level 1, new teacher); the rerun resumes from step 40 and labels by that teacher."""
     overrides = ("data.samples=infinite", "data.retrain_teacher_seed=5", "train.checkpoint_every=10")
-    crashing = build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides))
-    crash_at(crashing.optimizer, 0, 45)
+    crashing = build_job(replicates(ts_cfg, tmp_path / "stack", *overrides))
+    crashing.trainer.callbacks.append(CrashAt(45))
     with pytest.raises(Crash):
-        execute_replicates(crashing)
+        execute(crashing)
     assert torch.load(tmp_path / "stack" / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 40
-    resumed = build_replicates(replicates(ts_cfg, tmp_path / "stack", *overrides))
+    resumed = build_job(replicates(ts_cfg, tmp_path / "stack", *overrides))
     assert resumed.data.datamodule.teacher_seed == 0  # until the resumed level starts
-    execute_replicates(resumed)
+    execute(resumed)
     assert resumed.data.datamodule.teacher_seed == 5
     assert_replicates_are_single_jobs(ts_cfg, tmp_path, tmp_path / "stack", *overrides)

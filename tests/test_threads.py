@@ -17,7 +17,6 @@ from lth.errors import ConfigError
 from lth.run.callback import Threads
 from lth.run.config import CONF_DIR, check_config
 from lth.run.job import build_job
-from lth.run.replicates import build_replicates
 from lth.run.threads import (
     SMALL_MODEL,
     apply_threads,
@@ -157,9 +156,9 @@ def test_cli_refuses_in_one_line(lth_cli, tmp_path: Path, args: list[str], error
 
 def test_a_replicate_job_applies_its_threads(make_cfg) -> None:
     try:
-        build_replicates(make_cfg("train.replicates=2", "trainer.threads=2"))
+        build_job(make_cfg("train.replicates=2", "trainer.threads=2"))
         assert torch.get_num_threads() == 2
-        build_replicates(make_cfg("train.replicates=2"))  # auto: small models get one
+        build_job(make_cfg("train.replicates=2"))  # auto: small models get one
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(1)

@@ -20,8 +20,7 @@ from lth.report import report
 from lth.run.job import build_job, execute, run
 from lth.run.loggers import LotteryWandbLogger
 from lth.run.provenance import run_config
-from lth.run.replicates import build_replicates, execute_replicates
-from tests.conftest import Crash, CrashAt, crash_at
+from tests.conftest import Crash, CrashAt
 
 FAST = ["train.steps=20", "train.eval_every=10", "train.batch_size=64", "prune.levels=2"]
 
@@ -193,17 +192,13 @@ def test_a_rerun_of_a_crashed_job_continues_its_wandb_run(
     cfg = make_cfg(
         "logger=wandb", "logger.offline=true", "train.checkpoint_every=10", f"train.replicates={replicates}"
     )
+    job = build_job(cfg)
+    job.trainer.callbacks.append(CrashAt(45))  # mid level 1, resumed from the checkpoint at step 40
+    with pytest.raises(Crash):
+        execute(job)
     if replicates == 1:
-        job = build_job(cfg)
-        job.trainer.callbacks.append(CrashAt(45))  # mid level 1, resumed from the checkpoint at step 40
-        with pytest.raises(Crash):
-            execute(job)
         jobs, results = [tmp_path / "run"], [run(cfg)]
     else:
-        stack = build_replicates(cfg)
-        crash_at(stack.optimizer, 0, 45)
-        with pytest.raises(Crash):
-            execute_replicates(stack)
         jobs, results = [tmp_path / "run" / f"replicate_{k}" for k in range(replicates)], run(cfg)
     for job_dir, records in zip(jobs, results, strict=True):
         logs = sorted(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from lth.errors import invalid
 from lth.seeds import derived_seed
+
+if TYPE_CHECKING:
+    from lth.data.teacher_student import TeacherStudentReplicates
 
 Split = tuple[Tensor, Tensor]
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
@@ -138,6 +142,7 @@ class ReplicateData:
         self.train_rows = torch.stack([order[val_size:] for order in orders]).to(self.x.device)
         self.batch_size = batch_size
         self.batches_per_epoch = self.train_rows.shape[1] // batch_size
+        self.device = self.x.device
 
     def set_level(self, level: int) -> None:
         """Called when the replicates start ``level``: these data stay the same."""
@@ -222,6 +227,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.root, self.val_size, self.batch_size, self.seed = root, val_size, batch_size, seed
         self.splits: dict[str, Split] = {}
         self.first_step = 0  # the stream's step at the trainer's step 0 (a ticket continues its source's)
+        self.served: list[int] | None = None  # the seeds of the replicates served (see serve)
+        self._replicas: ReplicateData | TeacherStudentReplicates | None = None
 
     def load(self) -> dict[str, Split]:
         """Return ``{"train": (x, y), "test": (x, y)}``."""
@@ -303,5 +310,42 @@ class InMemoryDataModule(pl.LightningDataModule):
             (x, y), self.splits["test"], orders, size, self.batch_size, seeds, self.augmentation
         )
 
+    # --- a stack's data: this module's own job (K=1), or the replicates it serves -------------------
+    def serve(self, seeds: list[int]) -> None:
+        """Serve a stack of replicates, replicate ``k`` the job with seed ``seeds[k]``: the ``stack_*``
+        methods (and Lightning's dataloader) then give their stacked data instead of this job's."""
+        self.served, self._replicas = list(seeds), None
+
+    @property
+    def replicas(self) -> ReplicateData | TeacherStudentReplicates:
+        """The served replicates' data, on the trainer's device (CPU before training)."""
+        assert self.served is not None
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self._replicas is None or self._replicas.device != device:
+            self._replicas = self.replicate_data(self.served, device)
+        return self._replicas
+
+    def stack_split(self, k: int, name: str) -> Split:
+        """Split ``name`` of the stack's lottery ``k``."""
+        return self.replicas.split(k, name) if self.served is not None else self.split(name)
+
+    def stack_batches(self) -> Iterator[Split]:
+        """The stack's training batches, one per optimizer step from the trainer's global step on:
+        ``(B, ...)`` for this job, ``(K, B, ...)`` for served replicates."""
+        if self.served is None:
+            return self.train_batches()
+        return self.replicas.batches(self._position()[0])
+
+    def stack_batches_on_device(self) -> DrawnOnDevice:
+        """``stack_batches`` drawn on the trainer's device by a captured step."""
+        return self.replicas.on_device() if self.served is not None else self.batches_on_device()
+
+    def start_level(self, level: int) -> None:
+        """The stack starts (or resumes) ``level``: data that changes between levels follows."""
+        if self.served is not None:
+            self.replicas.set_level(level)
+        else:
+            self.set_level(level)
+
     def train_dataloader(self) -> StepStream:
-        return StepStream(self.train_batches)
+        return StepStream(self.stack_batches)

@@ -224,9 +224,17 @@ class Lottery:
             until.append(self.restart.snapshot_step - done)
         return min(until)
 
-    def after_step(self, step: int, losses: Tensor) -> StepOutcome:
+    def evaluation_due(self, step: int) -> bool:
+        """Whether ``after_step(step, ...)`` evaluates (every ``eval_every`` steps and at the level's end)."""
+        done = step - self.state.level_start
+        return done % self.eval_every == 0 or done == self.state.level_steps
+
+    def after_step(
+        self, step: int, losses: Tensor, evaluated: Mapping[str, Metrics] | None = None
+    ) -> StepOutcome:
         """Account for the optimizer steps up to ``step`` (their ``losses``): take the rewind snapshot,
-        evaluate, and end the level, when due at ``step``."""
+        evaluate, and end the level, when due at ``step``. ``evaluated`` (``{"val": ..., "test": ...}``)
+        gives the evaluation of this step where the driver made it (a stack evaluates its K at once)."""
         state = self.state
         loss = losses.sum()
         state.loss_sum = loss if state.loss_sum is None else state.loss_sum + loss
@@ -234,22 +242,23 @@ class Lottery:
         done = step - state.level_start
         if state.level == 0 and done == self.restart.snapshot_step and state.snapshot is None:
             state.snapshot = self.network.model_state()
-        if done % self.eval_every and done != state.level_steps:
+        if not self.evaluation_due(step):
             return NOTHING
-        entry = self._evaluate(done)
+        entry = self._evaluate(done, evaluated)
         diverged = not math.isfinite(entry["train_loss"])
         if not diverged and done != state.level_steps:
             return StepOutcome(evaluation=entry)
         record, tensors = self.end_level(done, "diverged" if diverged else "ok")
         return StepOutcome(entry, record, tensors)
 
-    def _evaluate(self, done: int) -> dict[str, float]:
+    def _evaluate(self, done: int, evaluated: Mapping[str, Metrics] | None) -> dict[str, float]:
         state = self.state
         train_loss = self.ranks.mean(state.loss_sum / state.loss_count)  # the global batch under DDP
         state.loss_sum, state.loss_count = None, 0
         entry = {"step": done, "train_loss": train_loss}
         for split in ("val", "test"):
-            entry |= {f"{split}_{k}": v for k, v in self.evaluate(*self.data(split)).items()}
+            metrics = evaluated[split] if evaluated else self.evaluate(*self.data(split))
+            entry |= {f"{split}_{k}": v for k, v in metrics.items()}
         state.evals.append(entry)
         return entry
 

@@ -1,23 +1,26 @@
-"""K replicates of one network as one stacked model: K lotteries trained by one optimizer step.
+"""Stacks: the networks of K >= 1 lotteries, trained by one optimizer step (the engine's step kernels).
 
-Every parameter, buffer and mask gets a leading replicate axis ``(K, ...)``. Replicate ``k`` keeps a
-plain ``MaskedNetwork`` over its own model whose parameters, buffers, masks and mask factors are
-*views* of slice ``k`` of the stacked tensors, so every ``Lottery`` operation (pruning, restarts,
-``load_model_state``, evaluation, theta_0 snapshots) works on one replicate unchanged and writes through
-to the stack. The training step runs all replicates at once on a ``(K, B, ...)`` batch: a model that is
-a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix products (``baddbmm``),
-any other as ``vmap`` over ``functional_call`` (1.4-1.6x slower per step for the MNIST-1D MLP at K=8
-on one CPU thread); BatchNorm's running statistics and batch counts, passed to it as batched
-buffers, are updated in place in the stacked tensors (vmap's batch-norm rule runs one batch norm over
-the ``K x C`` channels on a view of the contiguous ``(K, C)`` stack), so replicate ``k``'s move as in
-its single job; the loss is the sum of the replicates' mean losses (so each replicate's gradient
-is its own), gradients and weights are masked by one fused multiply each. SGD, Adam and weight decay are
-elementwise, so one optimizer over the stacked tensors steps each replicate exactly as alone.
+A stack is an ``nn.Module`` whose ``networks[k]`` is lottery ``k``'s ``MaskedNetwork``; one optimizer
+over ``stack.parameters()`` steps them all. Three kernels:
 
-The step reads no tensor value on the host (no ``.item()``, no branching on values): a replicate that
-diverged is excluded from the loss by ``torch.where`` on the ``alive`` flags (its gradients are zero),
-and its weights and buffers are put back after every step (momentum, weight decay and BatchNorm's
-running statistics would move them).
+- ``SingleNetwork``: K=1, the plain module (a single job; its results are those of the network alone).
+- ``StackedNetworks``: K draws of one architecture with every parameter, buffer and mask stacked along a
+  leading replicate axis ``(K, ...)``. Replicate ``k``'s ``MaskedNetwork`` keeps its own model whose
+  parameters, buffers, masks and mask factors are *views* of slice ``k`` of the stacked tensors, so every
+  ``Lottery`` operation (pruning, restarts, ``load_model_state``, evaluation, theta_0 snapshots) works on
+  one replicate unchanged and writes through to the stack. The step runs all replicates at once on a
+  ``(K, B, ...)`` batch: a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix
+  products (``baddbmm``), any other model as ``vmap`` over ``functional_call`` (BatchNorm's running
+  statistics and batch counts, passed as batched buffers, are updated in place in the stacked tensors).
+- ``ListedNetworks``: K networks side by side, one forward each (a network ``vmap`` cannot run, e.g. the
+  learned supermask, which draws its masks on the host). Each replicate runs exactly its single job's
+  kernels.
+
+The loss is the sum of the replicates' mean losses, so each replicate's gradient is its own; SGD, Adam
+and weight decay are elementwise, so one optimizer over all tensors steps each replicate as alone. A
+finished or diverged replicate is frozen: ``torch.where`` on the ``alive`` flags takes it out of the
+loss (its gradients are zero, with no value read on the host) and its weights and buffers are put back
+after every step (momentum, weight decay and BatchNorm statistics would move them).
 """
 
 from __future__ import annotations
@@ -46,6 +49,108 @@ def is_linear_chain(model: nn.Module) -> bool:
     )
 
 
+class Stack(nn.Module):
+    """The networks of K lotteries and the step that trains them together."""
+
+    networks: list[MaskedNetwork]
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("alive", torch.ones(size, dtype=torch.bool), persistent=False)
+        self.held: dict[int, dict[str, Tensor]] = {}  # the weights and buffers each frozen one is held at
+
+    def __len__(self) -> int:
+        return len(self.alive)
+
+    def losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
+        """Each replicate's mean ``loss`` on its own batch, ``(K,)``."""
+        raise NotImplementedError
+
+    def outputs(self, x: Tensor) -> Tensor:
+        """Each replicate's outputs on its inputs ``x`` (``(K, N, ...)``), ``(K, N, ...)``; eval mode is the caller's."""
+        raise NotImplementedError
+
+    def objective(self, losses: Tensor) -> Tensor:
+        """What the step differentiates: the live replicates' losses, summed."""
+        return torch.where(self.alive, losses, torch.zeros_like(losses)).sum()
+
+    def replicate_tensors(self, k: int) -> dict[str, Tensor]:
+        """Replicate ``k``'s weights and buffers, as tensors that write through to the stack."""
+        return dict(self.networks[k].state_dict())
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        for network in self.networks:
+            network.mask_gradients()
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """Pruned weights to zero (or their held values), frozen replicates back to where they stopped."""
+        for network in self.networks:
+            network.apply_masks()
+        self._hold_frozen()
+
+    def step(self, x: Tensor, y: Tensor, loss: Loss, optimizer: torch.optim.Optimizer) -> Tensor:
+        """One optimizer step of every live replicate on its batch; returns the ``(K,)`` losses (detached)."""
+        losses = self.losses(x, y, loss)
+        optimizer.zero_grad(set_to_none=True)
+        self.objective(losses).backward()
+        self.mask_gradients()
+        optimizer.step()
+        self.apply_masks()
+        return losses.detach()
+
+    def freeze(self, k: int) -> None:
+        """Replicate ``k`` is done (finished or diverged): it no longer trains, its weights and buffers
+        stay as they are now (on resume: as restored)."""
+        self.alive[k] = False
+        self.held[k] = {name: t.detach().clone() for name, t in self.replicate_tensors(k).items()}
+
+    @torch.no_grad()
+    def _hold_frozen(self) -> None:
+        for k, held in self.held.items():
+            tensors = self.replicate_tensors(k)
+            for name, value in held.items():
+                tensors[name].copy_(value)
+
+
+class SingleNetwork(Stack):
+    """K=1: one lottery's network, stepped as a plain module."""
+
+    def __init__(self, network: MaskedNetwork) -> None:
+        super().__init__(1)
+        self.network = network
+        self.networks = [network]
+
+    def losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
+        return loss(self.network(x), y).view(1)
+
+    def objective(self, losses: Tensor) -> Tensor:
+        return losses.sum()  # a single lottery trains until it is done: never frozen
+
+    def outputs(self, x: Tensor) -> Tensor:
+        return self.network(x[0]).unsqueeze(0)
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        self.network.apply_masks()
+
+
+class ListedNetworks(Stack):
+    """K networks of any kind, one forward each: every replicate runs its single job's kernels."""
+
+    def __init__(self, networks: Sequence[MaskedNetwork]) -> None:
+        super().__init__(len(networks))
+        self.listed = nn.ModuleList(networks)
+        self.networks = list(networks)
+
+    def losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
+        return torch.stack([loss(network(x[k]), y[k]) for k, network in enumerate(self.networks)])
+
+    def outputs(self, x: Tensor) -> Tensor:
+        return torch.stack([network(x[k]) for k, network in enumerate(self.networks)])
+
+
 def _rebind(model: nn.Module, name: str, tensor: Tensor, parameter: bool) -> None:
     """Replace the parameter or buffer ``name`` of ``model`` by ``tensor`` (a view of the stack)."""
     owner, _, leaf = name.rpartition(".")
@@ -56,87 +161,121 @@ def _rebind(model: nn.Module, name: str, tensor: Tensor, parameter: bool) -> Non
         module.register_buffer(leaf, tensor, persistent=leaf not in module._non_persistent_buffers_set)
 
 
-class StackedNetworks:
+class StackedNetworks(Stack):
     """``models`` (one architecture, K draws) stacked; ``networks[k]`` is replicate k's MaskedNetwork."""
 
     def __init__(self, models: Sequence[nn.Module], prunable: Sequence[str]) -> None:
+        super().__init__(len(models))
         params, buffers = stack_module_state(list(models))
-        self.params = {name: nn.Parameter(p.detach()) for name, p in params.items()}
-        self.buffers = buffers
-        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture functional_call runs
-        self.chain = is_linear_chain(self.base)
-        self.networks = [MaskedNetwork(model, prunable) for model in models]
+        self.names = {kind: list(d) for kind, d in (("params", params), ("buffers", buffers))}
         self.prunable = list(prunable)
-        self.masks = {n: torch.stack([net.mask(n) for net in self.networks]) for n in self.prunable}
-        self.factors = {n: torch.stack([net.factor(n) for net in self.networks]) for n in self.prunable}
-        self.alive = torch.ones(len(models), dtype=torch.bool)  # False once a replicate diverged
-        self.held: dict[int, dict[str, Tensor]] = {}  # the weights and buffers each diverged one is held at
+        self.stacked_params = nn.ParameterDict(
+            {buffer_name(n): nn.Parameter(p.detach()) for n, p in params.items()}
+        )
+        self.stacked_buffers = nn.Module()
+        for name, buffer in buffers.items():
+            self.stacked_buffers.register_buffer(buffer_name(name), buffer)
+        # the architecture functional_call runs (on meta tensors: not a submodule, never moved or saved)
+        object.__setattr__(self, "base", copy.deepcopy(models[0]).to("meta"))
+        self.chain = is_linear_chain(self.base)
+        self.networks = [MaskedNetwork(model, prunable) for model in models]  # views: not submodules
+        self.stacked_masks, self.stacked_factors = nn.Module(), nn.Module()
+        for n in self.prunable:
+            self.stacked_masks.register_buffer(
+                buffer_name(n), torch.stack([net.mask(n) for net in self.networks])
+            )
+            self.stacked_factors.register_buffer(
+                buffer_name(n), torch.stack([net.factor(n) for net in self.networks]), persistent=False
+            )
+        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_factors())
         self._bind_views()
+
+    # the stacked tensors by their models' names (read anew: moving the module replaces buffers)
+    @property
+    def params(self) -> dict[str, nn.Parameter]:
+        return {n: self.stacked_params[buffer_name(n)] for n in self.names["params"]}
+
+    @property
+    def buffers(self) -> dict[str, Tensor]:
+        return {n: getattr(self.stacked_buffers, buffer_name(n)) for n in self.names["buffers"]}
+
+    @property
+    def masks(self) -> dict[str, Tensor]:
+        return {n: getattr(self.stacked_masks, buffer_name(n)) for n in self.prunable}
+
+    @property
+    def factors(self) -> dict[str, Tensor]:
+        return {n: getattr(self.stacked_factors, buffer_name(n)) for n in self.prunable}
 
     def _bind_views(self) -> None:
         """Make every replicate's parameters, buffers, masks and factors views of its stacked slice."""
+        params, buffers, masks, factors = self.params, self.buffers, self.masks, self.factors
         for k, network in enumerate(self.networks):
-            for name, stacked in self.params.items():
+            for name, stacked in params.items():
                 _rebind(network.model, name, stacked.data[k], parameter=True)
-            for name, stacked in self.buffers.items():
+            for name, stacked in buffers.items():
                 _rebind(network.model, name, stacked[k], parameter=False)
             for name in self.prunable:
-                network.masks.register_buffer(buffer_name(name), self.masks[name][k])
-                network.factors.register_buffer(buffer_name(name), self.factors[name][k], persistent=False)
+                network.masks.register_buffer(buffer_name(name), masks[name][k])
+                network.factors.register_buffer(buffer_name(name), factors[name][k], persistent=False)
 
-    def __len__(self) -> int:
-        return len(self.networks)
-
-    def to(self, device: torch.device) -> StackedNetworks:
-        """Move everything to ``device`` (views are rebound); call before building the optimizer."""
-        for tensors in (self.params, self.buffers, self.masks, self.factors):
-            for name, tensor in tensors.items():
-                moved = tensor.to(device)
-                tensors[name] = nn.Parameter(moved.detach()) if isinstance(tensor, nn.Parameter) else moved
-        self.alive = self.alive.to(device)
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> StackedNetworks:  # type: ignore[override]
+        super()._apply(fn, recurse)  # .to(device) and friends: the views follow
         self._bind_views()
         return self
 
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.params.values())
+    @torch.no_grad()
+    def _refresh_factors(self) -> None:
+        for name, factor in self.factors.items():
+            factor.copy_(self.masks[name])
+
+    def replicate_tensors(self, k: int) -> dict[str, Tensor]:
+        return {name: t.detach()[k] for name, t in (self.params | self.buffers).items()}
 
     def losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
-        """Each replicate's mean ``loss`` on its own batch: ``x`` is ``(K, B, ...)``, the result ``(K,)``."""
+        """``x`` is ``(K, B, ...)``; the result ``(K,)``."""
         if not self.chain:
             return self.vmapped_losses(x, y, loss)
-        h = x.flatten(2).transpose(1, 2)  # (K, features, B): W @ h backpropagates ~20% faster than h @ W^T
+        out = self._chain(x)
+        return loss(out.flatten(0, 1), y.flatten(0, 1), reduction="none").view(len(self), -1).mean(1)
+
+    def _chain(self, x: Tensor) -> Tensor:
+        """The linear chain on ``(K, N, ...)`` inputs by batched matrix products, ``(K, N, out)``."""
+        h = x.flatten(2).transpose(1, 2)  # (K, features, N): W @ h backpropagates ~20% faster than h @ W^T
+        params = self.params
         for name, layer in self.base.named_children():
             if isinstance(layer, nn.Linear):
-                weight, bias = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
+                weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
                 h = torch.bmm(weight, h) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, h)
             elif isinstance(layer, nn.ReLU):
                 h = h.relu()
-        out = h.transpose(1, 2).flatten(0, 1)
-        return loss(out, y.flatten(0, 1), reduction="none").view(len(self), -1).mean(1)
+        return h.transpose(1, 2)
 
     def vmapped_losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
         """``losses`` by ``vmap`` over ``functional_call`` (any architecture; BatchNorm buffers updated in place)."""
 
+        self.base.train(self.training)
+
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             return loss(functional_call(self.base, (params, buffers), (x,)), y)
 
-        return vmap(one)(self.params, self.buffers, x, y)
+        return vmap(one)(dict(self.params), self.buffers, x, y)
 
-    def step(self, x: Tensor, y: Tensor, loss: Loss, optimizer: torch.optim.Optimizer) -> Tensor:
-        """One optimizer step of every live replicate on its batch; returns the ``(K,)`` losses (detached)."""
-        losses = self.losses(x, y, loss)
-        optimizer.zero_grad(set_to_none=True)
-        torch.where(self.alive, losses, torch.zeros_like(losses)).sum().backward()
-        self.mask_gradients()
-        optimizer.step()
-        self.apply_masks()
-        self._hold_diverged()
-        return losses.detach()
+    def outputs(self, x: Tensor) -> Tensor:
+        if self.chain:
+            return self._chain(x)
+        self.base.train(self.training)  # BatchNorm: running statistics in eval mode
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(self.base, (params, buffers), (x,))
+
+        return vmap(one)(dict(self.params), self.buffers, x)
 
     @torch.no_grad()
     def mask_gradients(self) -> None:
-        grads = [self.params[n].grad for n in self.prunable]
-        torch._foreach_mul_(grads, [self.factors[n] for n in self.prunable])  # type: ignore[arg-type]
+        params, factors = self.params, self.factors
+        grads = [params[n].grad for n in self.prunable]
+        torch._foreach_mul_(grads, [factors[n] for n in self.prunable])  # type: ignore[arg-type]
 
     @torch.no_grad()
     def apply_masks(self) -> None:
@@ -144,42 +283,7 @@ class StackedNetworks:
         if any(network.frozen is not None for network in self.networks):
             for network in self.networks:
                 network.apply_masks()
-            return
-        torch._foreach_mul_([self.params[n] for n in self.prunable], [self.factors[n] for n in self.prunable])
-
-    def freeze(self, k: int) -> None:
-        """Replicate ``k`` diverged: it no longer trains, its weights and buffers stay as they are now."""
-        self.alive[k] = False
-        self.held[k] = {name: t.detach()[k].clone() for name, t in (self.params | self.buffers).items()}
-
-    @torch.no_grad()
-    def _hold_diverged(self) -> None:
-        tensors = self.params | self.buffers
-        for k, held in self.held.items():
-            for name, value in held.items():
-                tensors[name][k].copy_(value)
-
-    # --- resuming ------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, dict[str, Tensor]]:
-        return {
-            "params": {n: p.detach().clone() for n, p in self.params.items()},
-            "buffers": {n: b.clone() for n, b in self.buffers.items()},
-            "masks": {n: m.clone() for n, m in self.masks.items()},
-            "alive": {"alive": self.alive.clone()},
-            "held": {
-                f"{k}/{name}": value for k, weights in self.held.items() for name, value in weights.items()
-            },
-        }
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
-        for part in ("params", "buffers", "masks"):
-            for name, tensor in getattr(self, part).items():
-                tensor.copy_(state[part][name])
-        self.alive.copy_(state["alive"]["alive"])
-        self.held = {}
-        for key, value in state["held"].items():
-            k, _, name = key.partition("/")
-            self.held.setdefault(int(k), {})[name] = value.to(self.alive.device)
-        for name in self.prunable:
-            self.factors[name].copy_(self.masks[name])
+        else:
+            params, factors = self.params, self.factors
+            torch._foreach_mul_([params[n] for n in self.prunable], [factors[n] for n in self.prunable])
+        self._hold_frozen()

@@ -25,10 +25,11 @@ LAST, PREVIOUS = "last.ckpt", "prev.ckpt"
 
 class RotatingCheckpoint(Checkpoint):
     """Saves ``last.ckpt`` when the PruningCallback says one is due (level ends and every
-    ``train.checkpoint_every`` steps, where it ends its training batches), keeping the previous one."""
+    ``train.checkpoint_every`` steps, where it ends its training batches), keeping the previous one.
+    ``each_rank``: every rank saves its own, when its own are due (replicates spread over ranks)."""
 
-    def __init__(self, dirpath: Path, schedule: PruningCallback) -> None:
-        self.dirpath, self.schedule = Path(dirpath), schedule
+    def __init__(self, dirpath: Path, schedule: PruningCallback, each_rank: bool = False) -> None:
+        self.dirpath, self.schedule, self.each_rank = Path(dirpath), schedule, each_rank
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         """Runs after the PruningCallback (Lightning runs checkpoint callbacks last): a level that just
@@ -38,8 +39,13 @@ class RotatingCheckpoint(Checkpoint):
 
     def save(self, trainer: pl.Trainer) -> None:
         tmp = self.dirpath / f".{LAST}.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank zero writes
-        if trainer.is_global_zero:
+        if self.each_rank:  # no barrier: the ranks' levels may end apart (a replicate that diverged)
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            trainer.strategy.save_checkpoint(checkpoint, tmp)
+        else:
+            trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank zero writes
+        if self.each_rank or trainer.is_global_zero:
             install_checkpoint(self.dirpath, tmp)
 
 

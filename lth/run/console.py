@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lth.lottery import Lottery
+from lth.lottery.group import LotteryGroup
 from lth.lottery.record import CONSOLE_FIELDS, LevelRecord
 from lth.run.naming import natural_key
 from lth.run.readers import DamagedFile, read_job_files
@@ -81,9 +82,9 @@ class LotteryProgressBar(TQDMProgressBar):
 
     REDRAW_S = 0.1  # a redraw per step doubled the step time of a small model
 
-    def __init__(self, lottery: Lottery) -> None:
+    def __init__(self, group: LotteryGroup) -> None:
         super().__init__()
-        self.lottery = lottery
+        self.group = group
         self._level, self._drawn = 0, 0.0  # the level of the bar on screen, when it was last drawn
         self._start: tuple[float, int] = (0.0, 0)  # wall time and global step when training started
 
@@ -91,12 +92,18 @@ class LotteryProgressBar(TQDMProgressBar):
         super().on_train_start(trainer, pl_module)
         self._start = (time.time(), trainer.global_step)
 
+    @property
+    def lottery(self) -> Lottery:
+        """The lottery whose level the bar shows (of several trained together, the first live one)."""
+        return self.group.lead
+
     def init_train_tqdm(self) -> Tqdm:
         """The bar of the current level, labelled from its first draw."""
         self._level, self._drawn = self.lottery.state.level, 0.0
         weights = self.lottery.network.remaining_total()
+        stack = f"{len(self.group)} lotteries, " if len(self.group) > 1 else ""
         return Tqdm(
-            desc=f"level {self._level}/{self.lottery.last_level}, weights {100 * weights:.1f}%",
+            desc=f"{stack}level {self._level}/{self.lottery.last_level}, weights {100 * weights:.1f}%",
             total=self.lottery.state.level_steps,
             position=2 * self.process_position,
             disable=self.is_disabled,
@@ -118,7 +125,7 @@ class LotteryProgressBar(TQDMProgressBar):
         bar, step = self.train_progress_bar, trainer.global_step - state.level_start
         if bar.disable:  # ranks other than zero
             return
-        if self.lottery.finished:
+        if self.group.finished:
             self._finish_bar()
         elif time.time() - self._drawn >= self.REDRAW_S:
             self._drawn = time.time()
@@ -126,7 +133,7 @@ class LotteryProgressBar(TQDMProgressBar):
             bar.set_postfix_str(self._job_progress(trainer.global_step))
 
     def on_train_end(self, *_: Any) -> None:
-        if not self.train_progress_bar.disable and not self.lottery.finished:
+        if not self.train_progress_bar.disable and not self.group.finished:
             self.train_progress_bar.close()  # interrupted: the bar stays where it was
 
     def _finish_bar(self) -> None:

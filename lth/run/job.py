@@ -1,16 +1,23 @@
-"""One lottery job: check the config, build data, model, lottery and Trainer, train, write the results.
+"""One job: check the config, build data, models, the stack of K >= 1 lotteries and the Trainer, train,
+write the results.
 
-config -> data + model -> MaskedNetwork -> Lottery -> Trainer(PruningCallback, checkpoint, bar, loggers)
--> results on disk (``RunDirectory``, with the job's provenance in ``meta.json``) and in the loggers.
+config -> data + models -> a stack of K masked networks (K=1: a single job; ``train.replicates=K``: the
+jobs with seeds seed..seed+K-1) -> a LotteryGroup -> Trainer(LotteryModule, PruningCallback, checkpoint,
+bar, loggers) -> each lottery's results on disk (``RunDirectory``, with its provenance in ``meta.json``)
+and in its loggers. With ``trainer.devices=G`` > 1, K=1 is DDP; K > 1 spreads the replicates over the G
+ranks (``lth.run.replicas``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -19,8 +26,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
+from rich.console import Console
 from torch import nn
 
 from lth.analysis.level import Level, Split
@@ -38,22 +47,34 @@ from lth.lottery import (
     Restart,
     prunable_weight_names,
 )
+from lth.lottery.evaluation import network_evaluator
+from lth.lottery.group import LotteryGroup
 from lth.lottery.lottery import Analysis, Evaluate, LevelEnd
 from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.record import ANALYSIS
+from lth.lottery.stacked import ListedNetworks, SingleNetwork, Stack, StackedNetworks
 from lth.lottery.supermask import LearnedSupermask
 from lth.lottery.ticket import Ticket
 from lth.models import IncompatibleInput, make_teacher
 from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
 from lth.run.config import check_config, check_tensor_names
-from lth.run.console import LotteryProgressBar, print_results
+from lth.run.console import LotteryProgressBar, print_results, sweep_table
 from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
-from lth.run.loggers import finish_loggers, report_offline_runs, run_name, start_loggers
-from lth.run.module import LotteryModule
+from lth.run.loggers import (
+    LotteryWandbLogger,
+    finish_loggers,
+    report_offline_runs,
+    run_name,
+    start_loggers,
+    start_replicate_loggers,
+)
+from lth.run.module import LOSSES, LotteryModule
+from lth.run.outputs import LotteryOutputs
 from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
+from lth.run.replicas import ReplicaStrategy, replica_rank
 from lth.run.resume import announce
 from lth.run.threads import apply_threads, job_threads, lightning_kwargs
 from lth.run.ticket import load_ticket
@@ -180,58 +201,140 @@ def build_lottery(
     )
 
 
+def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
+    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory (and
+    what interpolates them, e.g. the logger's ``save_dir``), resolved."""
+    config = OmegaConf.create(OmegaConf.to_container(cfg))
+    config.seed = cfg.seed + k
+    config.train.replicates = 1
+    config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
+    return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+
+
+def replicate_loggers(config: DictConfig, k: int) -> list[Logger]:
+    """Replicate ``k``'s experiment logger (``config``'s), as the single job it is would have it."""
+    if not config.logger:
+        return []
+    logger = instantiate(config.logger)
+    if isinstance(logger, LotteryWandbLogger):
+        logger.as_replicate(k)
+    return [logger]
+
+
+def build_stack(
+    cfg: DictConfig, models: list[nn.Module], configs: list[DictConfig], prunable: list[str]
+) -> Stack:
+    """The stack of ``models``: one plain network (K=1), the batched stack, or side by side where the
+    networks cannot be batched (the learned supermask draws its masks on the host)."""
+    if cfg.prune.get("learned"):
+        networks: list[MaskedNetwork] = [
+            LearnedSupermask(m, prunable, derived_seed(c.seed, "supermask"))
+            for m, c in zip(models, configs, strict=True)
+        ]
+        return SingleNetwork(networks[0]) if cfg.train.replicates == 1 else ListedNetworks(networks)
+    if cfg.train.replicates == 1:
+        return SingleNetwork(MaskedNetwork(models[0], prunable))
+    return StackedNetworks(models, prunable)
+
+
 @dataclass
 class Job:
-    """Everything one lottery job is made of, built but not yet run."""
+    """Everything one job is made of, built but not yet run: K >= 1 lotteries (this process's share)."""
 
     trainer: pl.Trainer
     module: LotteryModule
     datamodule: InMemoryDataModule
-    lottery: Lottery
+    group: LotteryGroup
+    outputs: list[LotteryOutputs]  # lottery k's
     callback: PruningCallback
-    run_dir: RunDirectory
+    run_dir: RunDirectory  # the job's (with replicates: holding replicate_k/)
+    checkpoint_dir: Path  # this process's
     config: dict[str, Any]  # resolved
+    configs: list[DictConfig]  # lottery k's: the single job it is (resolved)
     started: datetime  # when build_job began
+
+    @property
+    def lottery(self) -> Lottery:
+        """A single job's lottery (the group's first)."""
+        return self.group.lotteries[0]
+
+    @property
+    def stack(self) -> Stack:
+        return self.module.stack
+
+    @property
+    def replicates(self) -> bool:
+        return len(self.configs) > 1 or self.configs[0].seed != self.config["seed"]
 
 
 def build_job(cfg: DictConfig) -> Job:
-    """Check ``cfg`` and build data, model, masks, lottery and Trainer; nothing is trained or written."""
+    """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written."""
     started = now()
     check_config(cfg)
     initialize_cuda_early(str(cfg.trainer.get("accelerator", "auto")))
     datamodule = build_datamodule(cfg)
     build_model = model_factory(cfg, datamodule)
-    model = build_model(derived_seed(cfg.seed, "model"))
+    replicates = cfg.train.replicates
+    rank, world = replica_rank(cfg.trainer) if replicates > 1 else (0, 1)
+    configs = [replicate_config(cfg, k) for k in range(rank, replicates, world)] if replicates > 1 else [cfg]
+    model = build_model(derived_seed(configs[0].seed, "model"))
     check_tensor_names(cfg, prunable_weight_names(model))
-    threads = job_threads(cfg.trainer, model)
+    threads = job_threads(cfg.trainer, model, len(configs))
     apply_threads(threads)
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
     ticket, data_step = load_ticket(cfg, model, prunable) if cfg.init.name == "ticket" else (None, 0)
     datamodule.first_step = data_step
+    if replicates > 1:
+        datamodule.serve([c.seed for c in configs])
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.prune.get("learned"):
-        network: MaskedNetwork = LearnedSupermask(model, prunable, derived_seed(cfg.seed, "supermask"))
-    else:
-        network = MaskedNetwork(model, prunable)
+    models = [model] + [build_model(derived_seed(c.seed, "model")) for c in configs[1:]]
+    stack = build_stack(cfg, models, configs, prunable)
     cuda_graphs = str(cfg.trainer.get("cuda_graphs", "auto")).lower()
-    module = LotteryModule(network, datamodule.task, datamodule.num_classes, cfg.optim, cuda_graphs)
-    run_dir = RunDirectory(cfg.paths.output_dir)
+    module = LotteryModule(stack, datamodule.task, cfg.optim, cuda_graphs)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
-    lottery = build_lottery(
-        cfg, network, budget, datamodule, build_model, datamodule.split, module.evaluate, ticket
-    )
-    callback = PruningCallback(lottery, cfg.train.checkpoint_every, run_dir, cfg.results.save_weights)
+    loss, classification = LOSSES[datamodule.task], datamodule.task == "classification"
+    lotteries = [
+        build_lottery(
+            c,
+            network,
+            budget,
+            datamodule,
+            build_model,
+            partial(datamodule.stack_split, i),
+            network_evaluator(network, loss, classification),
+            ticket,
+        )
+        for i, (c, network) in enumerate(zip(configs, stack.networks, strict=True))
+    ]
+    group = LotteryGroup(lotteries, stack, module.evaluate_stack)
+    run_dir = RunDirectory(cfg.paths.output_dir)
+    outputs = [
+        LotteryOutputs(
+            lottery,
+            RunDirectory(c.paths.output_dir),
+            cfg.results.save_weights,
+            writes=replicates > 1 or rank_zero_only.rank == 0,
+            loggers=replicate_loggers(c, int(c.seed - cfg.seed)) if replicates > 1 else [],
+        )
+        for lottery, c in zip(lotteries, configs, strict=True)
+    ]
+    spread = replicates > 1 and world > 1  # each rank its own share: no DDP
+    checkpoint_dir = run_dir.checkpoint_dir / f"rank_{rank}" if spread else run_dir.checkpoint_dir
+    callback = PruningCallback(group, outputs, cfg.train.checkpoint_every, ranks=replicates == 1)
+    kwargs = lightning_kwargs(cfg.trainer)
+    if spread:
+        kwargs["strategy"] = ReplicaStrategy()
     trainer = pl.Trainer(
-        **lightning_kwargs(cfg.trainer),
+        **kwargs,
         max_steps=budget.max_steps(cfg.prune.levels),
-        logger=instantiate(cfg.logger) if cfg.logger else False,
+        logger=instantiate(cfg.logger) if cfg.logger and replicates == 1 else False,
         callbacks=[
             callback,
             Threads(threads),
-            RotatingCheckpoint(run_dir.checkpoint_dir, callback),
-            *([LotteryProgressBar(lottery)] if cfg.trainer.get("enable_progress_bar", True) else []),
+            RotatingCheckpoint(checkpoint_dir, callback, each_rank=spread),
+            *([LotteryProgressBar(group)] if cfg.trainer.get("enable_progress_bar", True) else []),
         ],
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -241,44 +344,97 @@ def build_job(cfg: DictConfig) -> Job:
         # under SLURM, submitit's SIGUSR2 handler requeues the job; Lightning's SIGUSR1 requeue stays off
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
+    if replicates == 1:
+        outputs[0].loggers = trainer.loggers
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    return Job(trainer, module, datamodule, lottery, callback, run_dir, config, started)
+    resolved = [c if replicates > 1 else OmegaConf.create(config) for c in configs]
+    return Job(
+        trainer,
+        module,
+        datamodule,
+        group,
+        outputs,
+        callback,
+        run_dir,
+        checkpoint_dir,
+        config,
+        resolved,
+        started,
+    )
 
 
-def execute(job: Job) -> list[dict[str, Any]]:
-    """Train the lottery (resuming from the job's last good checkpoint), write its files, return its
-    records (as in ``results.jsonl``)."""
+def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Train the job's lotteries (resuming from its last good checkpoint), write their files, return
+    their records (as in ``results.jsonl``; with replicates, each replicate's)."""
     announce()  # the checks passed: the output directory is a run's
-    resume = resumable_checkpoint(job.run_dir.checkpoint_dir)
+    resume = resumable_checkpoint(job.checkpoint_dir)
     if resume:
         log.info("lth: resuming from %s", resume)
-    trainer, state = job.trainer, job.lottery.state
-    provenance = Provenance(job.run_dir.meta_file)
-    if rank_zero_only.rank == 0:
+    trainer, replicates = job.trainer, job.replicates
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    fields = collect(trainer.strategy.root_device, 1 if replicates else trainer.world_size, overrides)
+    owned = [out for out in job.outputs if out.writes]
+    if replicates and rank_zero_only.rank == 0:
         job.run_dir.write_config(OmegaConf.to_yaml(job.config))
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        provenance.start(collect(trainer.strategy.root_device, trainer.world_size, overrides), job.started)
-    meta = run_config(provenance.meta)
-    trainer.loggers = start_loggers(trainer.loggers, job.config | meta, str(job.run_dir.path))
+    provenances = [Provenance(out.run_dir.meta_file) for out in owned]
+    for out, config, provenance in zip(job.outputs, job.configs, provenances, strict=False):
+        out.run_dir.write_config(OmegaConf.to_yaml(config))
+        provenance.start(fields, job.started)
+    metas = [run_config(p.meta) for p in provenances] or [{}]
+    configs = [OmegaConf.to_container(c) | meta for c, meta in zip(job.configs, metas, strict=False)]
+    if replicates:
+        started = start_replicate_loggers(
+            [o.loggers for o in job.outputs], configs, [str(o.run_dir.path) for o in job.outputs]
+        )
+        for out, loggers in zip(job.outputs, started, strict=True):
+            out.loggers = loggers
+    else:
+        trainer.loggers = job.outputs[0].loggers = start_loggers(
+            trainer.loggers, configs[0], str(job.run_dir.path)
+        )
     try:
         trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
     finally:
-        state = job.lottery.state  # replaced when a checkpoint was restored
-        if rank_zero_only.rank == 0:
-            meta = run_config(provenance.end(state.status != "running"))
-        report_offline_runs(finish_loggers(trainer.loggers, state.records, state.status != "running", meta))
+        offline = []
+        for k, out in enumerate(job.outputs):
+            lottery = job.group.lotteries[k]  # its state was replaced when a checkpoint was restored
+            meta = run_config(provenances[k].end(lottery.finished)) if k < len(provenances) else {}
+            if replicates:
+                for logger in out.loggers:  # what Lightning does after a single job's fit
+                    logger.finalize("success" if lottery.finished else "failed")
+            offline += finish_loggers(out.loggers, lottery.state.records, lottery.finished, meta)
+        report_offline_runs(offline)
+    if job.group.finished and (replicates or trainer.is_global_zero):
+        remove_checkpoints(job.checkpoint_dir)
+        with contextlib.suppress(OSError):  # a rank's own directory (replicates spread over ranks)
+            if job.checkpoint_dir != job.run_dir.checkpoint_dir:
+                job.checkpoint_dir.rmdir()
+    if replicates and trainer.world_size > 1:
+        trainer.strategy.barrier("lth: every rank's replicates written")
     if trainer.is_global_zero:
-        if state.status != "running":
-            job.run_dir.mark_done(state.status, len(state.records))
-            remove_checkpoints(job.run_dir.checkpoint_dir)
-        print_results(state.records, title=run_name() or str(job.run_dir.path))
-    return [r.to_dict() for r in state.records]
+        if replicates:
+            finish_stack(job)
+        else:
+            print_results(job.lottery.state.records, title=run_name() or str(job.run_dir.path))
+    records = [[r.to_dict() for r in lottery.state.records] for lottery in job.group.lotteries]
+    return records if replicates else records[0]
+
+
+def finish_stack(job: Job) -> None:
+    """A replicate job's own DONE once every replicate is done (on every rank), and its table."""
+    replicates = int(job.config["train"]["replicates"])
+    done = [job.run_dir.path / f"replicate_{k}" / "DONE" for k in range(replicates)]
+    if all(path.exists() for path in done):
+        statuses = {json.loads(path.read_text())["status"] for path in done}
+        job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
+        remove_checkpoints(job.run_dir.checkpoint_dir)
+    Console().print(sweep_table(job.run_dir.path))
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-    """Run one lottery job and return its per-level records (with ``train.replicates`` > 1: each
-    replicate's); a finished job is not run again."""
+    """Run one job and return its per-level records (with ``train.replicates`` > 1: each replicate's);
+    a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
@@ -288,8 +444,4 @@ def run(cfg: DictConfig) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         if replicates > 1:
             return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
-    if replicates > 1:
-        from lth.run.replicates import build_replicates, execute_replicates
-
-        return execute_replicates(build_replicates(cfg))
     return execute(build_job(cfg))

@@ -1,13 +1,15 @@
-"""The LightningModule of every lottery: loss and metrics by task, optimizer and LR schedule.
+"""The LightningModule of every job: a stack of K >= 1 lotteries' networks (``lth.lottery.stacked``), the
+loss by task, one optimizer and LR schedule over the stack.
 
-``classification``: cross-entropy and torchmetrics accuracy; ``regression``: mean squared error, and
-accuracy is None (reported as null, never faked).
+``classification``: cross-entropy and accuracy; ``regression``: mean squared error, and accuracy is None
+(reported as null, never faked). Evaluation runs the stack's K networks at once
+(``lth.lottery.evaluation``).
 
 The LR schedule is a function of the step *within* the level and the level's length, so every level
 replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
 (and clears the optimizer state).
 
-One Lightning batch is a run of ``steps_per_batch`` optimizer steps (set by the PruningCallback before
+One Lightning batch is a run of ``steps_per_batch`` optimizer steps of the whole stack (set by the PruningCallback before
 each batch, stopping at the next step where anything happens: evaluation, level end, checkpoint), each
 on the next batch of the per-step stream that Lightning hands over (``lth.data.memory.StepStream``). On one
 device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
@@ -29,17 +31,17 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
 
+from lth.lottery.evaluation import StackEvaluator
 from lth.lottery.masks import MaskedNetwork
 from lth.lottery.optim import build_optimizer, lr_factor, set_lr
+from lth.lottery.stacked import Stack
 from lth.lottery.supermask import LearnedSupermask
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, fallback_line, make_capturable, plan_capture
 
 log = logging.getLogger("lth")
 
 LOSSES: dict[str, Callable[..., Tensor]] = {"classification": F.cross_entropy, "regression": F.mse_loss}
-EVAL_CHUNK = 8192
 MAX_STEPS_PER_BATCH = 20  # Lightning's ~0.6 ms per batch shared by up to 20 steps
 
 
@@ -78,17 +80,11 @@ def advance_global_step(trainer: pl.Trainer, steps: int) -> None:
 
 
 class LotteryModule(pl.LightningModule):
-    def __init__(
-        self,
-        network: MaskedNetwork,
-        task: str,
-        num_classes: int,
-        optim: Mapping[str, Any],
-        cuda_graphs: str = "auto",
-    ) -> None:
+    def __init__(self, stack: Stack, task: str, optim: Mapping[str, Any], cuda_graphs: str = "auto") -> None:
         super().__init__()
-        self.network = network
+        self.stack = stack
         self.loss = LOSSES[task]
+        self.evaluate_stack = StackEvaluator(stack, self.loss, task == "classification")
         self.optim = dict(optim)
         self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
         self.steps_per_batch = 1  # optimizer steps of the next training batch (set by the PruningCallback)
@@ -97,9 +93,7 @@ class LotteryModule(pl.LightningModule):
         self.captured = False  # set in on_fit_start: plain steps replayed from a CUDA graph
         self.drawn_steps = False  # the captured path's steps, run eagerly (a test of that path on CPU)
         self.step_graph: StepGraph | None = None  # built at the first training batch
-        self.accuracy = (
-            MulticlassAccuracy(num_classes=num_classes, average="micro") if task == "classification" else None
-        )
+        self.frozen_at_capture = 0  # how many of the stack's networks were frozen when the step was captured
         # Optimizer steps written out in training_step: Lightning's automatic optimization (closure,
         # extra hooks, one step per batch) costs ~8% of a LeNet step on CPU (`make bench`).
         self.automatic_optimization = False
@@ -140,7 +134,7 @@ class LotteryModule(pl.LightningModule):
     def capture_obstacles(self) -> list[str]:
         """What of this job a captured step cannot run, each with why."""
         obstacles = [] if self.plain_steps else ["DDP and mixed precision step through Lightning"]
-        if isinstance(self.network, LearnedSupermask):
+        if any(isinstance(network, LearnedSupermask) for network in self.stack.networks):
             obstacles.append("prune.learned seeds each step's mask draw on the host")
         data = self.trainer.datamodule.capture_obstacle
         return obstacles + ([data] if data else [])
@@ -150,12 +144,14 @@ class LotteryModule(pl.LightningModule):
         """Several steps per batch only with plain steps (under DDP each step needs its own forward call)."""
         return MAX_STEPS_PER_BATCH if self.plain_steps else 1
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.network(x)
+    @property
+    def network(self) -> MaskedNetwork:
+        """The network of a single job's lottery (the stack's first)."""
+        return self.stack.networks[0]
 
     def training_step(self, batches: Iterator[tuple[Tensor, Tensor]], batch_idx: int) -> dict[str, Tensor]:
         """``steps_per_batch`` optimizer steps, each on the next batch of ``batches``; returns their
-        losses (the lottery averages them between evaluations)."""
+        losses, ``(steps, K)`` (each lottery averages its own between evaluations)."""
         if self.captured or self.drawn_steps:
             return self._replayed_steps()
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
@@ -171,17 +167,18 @@ class LotteryModule(pl.LightningModule):
         return {"losses": torch.stack(losses)}
 
     def _optimizer_step(self, x: Tensor, y: Tensor, optimizer: Any) -> Tensor:
-        """One masked optimizer step on ``(x, y)``; its loss (detached, on the device)."""
-        loss = self.loss(self.network(x), y)
+        """One masked optimizer step of the stack on ``(x, y)``; its ``(K,)`` losses (detached, on the device)."""
+        stack = self.stack
+        losses = stack.losses(x, y, self.loss)
         optimizer.zero_grad(set_to_none=True)
         if self.plain_steps:
-            loss.backward()
+            stack.objective(losses).backward()
         else:
-            self.manual_backward(loss)
-        self.network.mask_gradients()
+            self.manual_backward(stack.objective(losses))
+        stack.mask_gradients()
         optimizer.step()
-        self.network.apply_masks()
-        return loss.detach()
+        stack.apply_masks()
+        return losses.detach()
 
     def _replayed_steps(self) -> dict[str, Tensor]:
         """The batch's steps replayed from the captured step (its batches drawn on the device); the LR
@@ -189,6 +186,11 @@ class LotteryModule(pl.LightningModule):
         trainer, scheduler = self.trainer, self.lr_schedulers()
         if self.step_graph is None:
             self.step_graph = self._build_step_graph()
+        if (
+            len(self.stack.held) != self.frozen_at_capture
+        ):  # a network was frozen: its loss leaves the captured step
+            self.step_graph.reset()
+            self.frozen_at_capture = len(self.stack.held)
         first = trainer.datamodule.first_step + trainer.global_step  # the data stream's step
         for i in range(self.steps_per_batch):
             self.drawn.prepare(first + i)
@@ -201,34 +203,20 @@ class LotteryModule(pl.LightningModule):
         """The plain step over static inputs (batches drawn on the device, losses kept there), captured on CUDA."""
         optimizer = self.optimizers().optimizer
         make_capturable(optimizer)
-        self.drawn = self.trainer.datamodule.batches_on_device()
-        self.step_losses = DeviceLosses(MAX_STEPS_PER_BATCH, (), self.device)
+        self.drawn = self.trainer.datamodule.stack_batches_on_device()
+        self.step_losses = DeviceLosses(MAX_STEPS_PER_BATCH, (len(self.stack),), self.device)
 
         def step() -> None:
             self.step_losses.record(self._optimizer_step(*self.drawn.draw(), optimizer))
 
         return StepGraph(step, capture=self.captured)
 
-    @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float | None]:
-        """Mean loss and accuracy (None for regression) of the current weights on ``(x, y)``, in eval mode."""
-        was_training = self.training
-        self.eval()
-        if self.accuracy is not None:
-            self.accuracy.reset()
-        loss_sum = torch.zeros((), device=self.device)
-        for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK), strict=True):
-            xb, yb = xb.to(self.device), yb.to(self.device)
-            out = self.network(xb)
-            loss_sum += self.loss(out, yb, reduction="sum")
-            if self.accuracy is not None:
-                self.accuracy.update(out, yb)
-        self.train(was_training)
-        acc = self.accuracy.compute().item() if self.accuracy is not None else None
-        return {"loss": loss_sum.item() / y.numel(), "acc": acc}  # per target element, as in training
+        """Mean loss and accuracy (None for regression) of a single job's network on ``(x, y)``, in eval mode."""
+        return dict(self.evaluate_stack([(x, y)])[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.network.parameters(), self.optim)
+        optimizer = build_optimizer(self.stack.parameters(), self.optim)
         factor = lr_factor(self.optim["schedule"], self.optim["warmup_steps"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: factor(step - self.level_start, self.level_steps)
