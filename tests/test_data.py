@@ -201,3 +201,40 @@ def test_batches_are_drawn_on_the_device_the_splits_are_held_on(augment: bool) -
     flip = CropFlip(2, torch.zeros(1)) if augment else None
     xb, yb = next(iter(ShuffledBatches(x, y, 32, 0, lambda: (0, 0, 1), flip)))
     assert (xb.device.type, yb.device.type, xb.shape, yb.shape) == ("meta", "meta", (32, 1, 8, 8), (32,))
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_noisy_replicates_are_the_single_jobs_of_their_seeds(augment: bool) -> None:
+    """With ``label_noise``, replicate k's train and val splits and batches are the job with seed 3+k's:
+    noise on that job's choice of training rows, true validation labels."""
+
+    def module(seed: int) -> DigitsDataModule:
+        data = DigitsDataModule("unused", 200, 32, seed, 297, 0)
+        data.label_noise = 0.5
+        data.augmentation = CropFlip(1, torch.zeros(1)) if augment else None
+        data.setup()
+        return data
+
+    seeds = [3, 4, 5]
+    data = module(seeds[0]).replicate_data(seeds, torch.device("cpu"))  # 40 batches an epoch
+    stacked = [
+        (step, batch)
+        for start in (0, 37)  # from a later step too, across the epoch boundary at 40
+        for step, batch in zip(range(start, start + 7), data.batches(start), strict=False)
+    ]
+    for k, seed in enumerate(seeds):
+        single = module(seed)
+        for name in ("train", "val", "test"):
+            assert all(map(torch.equal, data.split(k, name), single.split(name))), (k, name)
+        x, y = single.split("train")
+        for step, (xs, ys) in stacked:
+            xb, yb = next(
+                iter(ShuffledBatches(x, y, 32, seed, lambda step=step: (step, 0, 1), single.augmentation))
+            )
+            assert torch.equal(xs[k], xb) and torch.equal(ys[k], yb), (k, step)
+    if not augment:  # the captured step's draw
+        drawn = data.on_device()
+        for step, (xs, ys) in stacked:
+            drawn.prepare(step)
+            xd, yd = drawn.draw()
+            assert torch.equal(xd, xs) and torch.equal(yd, ys), step

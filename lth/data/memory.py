@@ -90,12 +90,22 @@ class DrawnOnDevice:
     the data's device, as a captured training step needs (``trainer.cuda_graphs``): ``prepare(step)``, on
     the host before each step, loads a new epoch's order and the position in it; ``draw()``, inside the
     step, gathers the batch at the position held on the device and advances it. No value is read back to
-    the host. ``orders(epoch)`` gives an epoch's rows of the examples, ``(n,)`` or ``(K, n)`` (replicates)."""
+    the host. ``orders(epoch)`` gives an epoch's rows of the examples, ``(n,)`` or ``(K, n)`` (replicates).
+    ``labels_per_replicate``: ``y`` is ``(K, n_examples)``, replicate ``k``'s labels of every example
+    (noisy labels differ between replicates), gathered by (replicate, row)."""
 
     def __init__(
-        self, x: Tensor, y: Tensor, orders: Callable[[int], Tensor], n: int, batch_size: int, columns: Tensor
+        self,
+        x: Tensor,
+        y: Tensor,
+        orders: Callable[[int], Tensor],
+        n: int,
+        batch_size: int,
+        columns: Tensor,
+        labels_per_replicate: bool = False,
     ) -> None:
         self.x, self.y, self.orders, self.batch_size = x, y, orders, batch_size
+        self.labels_per_replicate = labels_per_replicate
         self.batches_per_epoch = n // batch_size
         self.order = orders(0).to(x.device)  # the loaded epoch's rows
         self.epoch, self.next_step = 0, 0
@@ -117,6 +127,8 @@ class DrawnOnDevice:
         rows = self.order.index_select(-1, self.columns + self.position * self.batch_size)
         self.position.add_(1)
         x = self.x.index_select(0, rows.flatten()).view(*rows.shape, *self.x.shape[1:])
+        if self.labels_per_replicate:
+            return x, self.y.gather(1, rows)
         y = self.y.index_select(0, rows.flatten()).view(*rows.shape, *self.y.shape[1:])
         return x, y
 
@@ -125,7 +137,9 @@ class ReplicateData:
     """The data of K replicates (replicate ``k`` a job with seed ``seeds[k]``) over one copy of the
     training examples, ``pool``: each replicate has its own validation split (``orders[k][:val_size]``,
     rows of the pool) and batch order, exactly as that job's ``ShuffledBatches``; one gather per step
-    gives the ``(K, B, ...)`` batch."""
+    gives the ``(K, B, ...)`` batch. ``labels`` (``(K, n_pool)``, class labels), if given, are replicate
+    ``k``'s labels of the pool's rows in place of ``pool``'s (``label_noise``: each job noises its own
+    training rows)."""
 
     def __init__(
         self,
@@ -136,8 +150,10 @@ class ReplicateData:
         batch_size: int,
         seeds: list[int],
         augment: Augmentation | None = None,
+        labels: Tensor | None = None,
     ) -> None:
         (self.x, self.y), self.test, self.seeds, self.augment = pool, test, seeds, augment
+        self.labels = None if labels is None else labels.to(self.x.device)
         self.val_rows = torch.stack([order[:val_size] for order in orders]).to(self.x.device)
         self.train_rows = torch.stack([order[val_size:] for order in orders]).to(self.x.device)
         self.batch_size = batch_size
@@ -152,7 +168,8 @@ class ReplicateData:
         if name == "test":
             return self.test
         rows = (self.val_rows if name == "val" else self.train_rows)[k]
-        return self.x.index_select(0, rows), self.y.index_select(0, rows)
+        y = self.y if self.labels is None else self.labels[k]
+        return self.x.index_select(0, rows), y.index_select(0, rows)
 
     def epoch_rows(self, epoch: int) -> Tensor:
         """Every replicate's training rows of the pool in the order of ``epoch``, ``(K, n)``."""
@@ -163,7 +180,9 @@ class ReplicateData:
     def on_device(self) -> DrawnOnDevice:
         """``batches`` (``augment`` None) drawn on the pool's device, for a captured step."""
         n, columns = self.train_rows.shape[1], torch.arange(self.batch_size)
-        return DrawnOnDevice(self.x, self.y, self.epoch_rows, n, self.batch_size, columns)
+        if self.labels is None:
+            return DrawnOnDevice(self.x, self.y, self.epoch_rows, n, self.batch_size, columns)
+        return DrawnOnDevice(self.x, self.labels, self.epoch_rows, n, self.batch_size, columns, True)
 
     def batches(self, step: int) -> Iterator[Split]:
         """The stacked training batches of every replicate, one per optimizer step from ``step`` on."""
@@ -174,7 +193,10 @@ class ReplicateData:
             for i in range(index, self.batches_per_epoch):
                 batch = rows[:, i * size : (i + 1) * size]
                 x = self.x.index_select(0, batch.flatten()).view(*batch.shape, *self.x.shape[1:])
-                y = self.y.index_select(0, batch.flatten()).view(*batch.shape, *self.y.shape[1:])
+                if self.labels is None:
+                    y = self.y.index_select(0, batch.flatten()).view(*batch.shape, *self.y.shape[1:])
+                else:
+                    y = self.labels.gather(1, batch)
                 if self.augment is not None:
                     step = epoch * self.batches_per_epoch + i
                     x = torch.stack([self._augment(x[k], seed, step) for k, seed in enumerate(self.seeds)])
@@ -226,6 +248,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         super().__init__()
         self.root, self.val_size, self.batch_size, self.seed = root, val_size, batch_size, seed
         self.splits: dict[str, Split] = {}
+        self.true_train_labels: Tensor | None = None  # before label_noise (the same tensor without)
         self.first_step = 0  # the stream's step at the trainer's step 0 (a ticket continues its source's)
         self.served: list[int] | None = None  # the seeds of the replicates served (see serve)
         self._replicas: ReplicateData | TeacherStudentReplicates | None = None
@@ -250,6 +273,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             y[train], self.label_noise, self.num_classes, derived_seed(self.seed, "label_noise")
         )
         self.splits = {"train": (x[train], noisy), "val": (x[val], y[val]), "test": loaded["test"]}
+        self.true_train_labels = y[train] if self.label_noise else noisy
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -297,7 +321,9 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def replicate_data(self, seeds: list[int], device: torch.device) -> ReplicateData:
         """The data of replicates with ``seeds`` on ``device``; this module's own train and val splits
-        become views of the shared pool (one copy of the training examples in all)."""
+        become views of the shared pool (one copy of the training examples in all). With ``label_noise``
+        each replicate has its own labels of the pool: the true ones, its own training rows noised as the
+        job with its seed noises them."""
         self.hold_on(device)
         (x_val, y_val), (x_train, y_train) = self.splits["val"], self.splits["train"]
         x, y, size = torch.cat([x_val, x_train]), torch.cat([y_val, y_train]), len(x_val)
@@ -306,8 +332,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         pool_row = torch.empty_like(own)
         pool_row[own] = torch.arange(len(own))
         orders = [pool_row[split_order(len(x), seed)] for seed in seeds]
+        labels = None
+        if self.label_noise:
+            assert self.true_train_labels is not None
+            true = torch.cat([y_val.cpu(), self.true_train_labels.cpu()])  # of the pool's rows
+            labels = true.repeat(len(seeds), 1)
+            for k, (seed, order) in enumerate(zip(seeds, orders, strict=True)):
+                train = order[size:]  # in the order the job with ``seed`` noises its training labels
+                noise_seed = derived_seed(seed, "label_noise")
+                labels[k, train] = noisy_labels(true[train], self.label_noise, self.num_classes, noise_seed)
         return ReplicateData(
-            (x, y), self.splits["test"], orders, size, self.batch_size, seeds, self.augmentation
+            (x, y), self.splits["test"], orders, size, self.batch_size, seeds, self.augmentation, labels
         )
 
     # --- a stack's data: this module's own job (K=1), or the replicates it serves -------------------
