@@ -135,6 +135,29 @@ def test_bad_input_exits_2_before_any_output(lth_cli, tmp_path: Path, args: list
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "override", "grammar"),
+    [
+        (["prune.rate=0.2=3"], "'prune.rate=0.2=3'", "mismatched input '=' expecting <EOF>"),
+        (["-m", "prune.rate=0.2=3"], "'prune.rate=0.2=3'", "mismatched input '=' expecting <EOF>"),
+        (["-m", "prune.rate=0.2,"], "'prune.rate=0.2,'", "mismatched input '<EOF>' expecting"),
+        (["prune.rate='a"], '"prune.rate=\'a"', 'unexpected character "\'" at position 12'),
+    ],
+    ids=["single run", "multirun", "multirun, trailing comma", "lexer error"],
+)
+def test_an_override_hydra_cannot_parse_is_one_line_and_exit_2(
+    lth_cli, tmp_path: Path, args: list[str], override: str, grammar: str
+) -> None:
+    proc = lth_cli(*args)  # from an empty tmp_path: Hydra's default outputs/ and multirun/ would land here
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [proc.stderr.strip()] and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"lth: invalid config: override {override} cannot be parsed: "), lines[0]
+    assert grammar in lines[0] and "override_grammar" in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_dir_that_cannot_be_created_is_refused_before_running(lth_cli, tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -16,6 +16,7 @@ from hydra.errors import (
     ConfigCompositionException,
     HydraException,
     MissingConfigException,
+    OverrideParseException,
 )
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -348,6 +349,25 @@ def _composition_error(exc: ConfigCompositionException, overrides: list[str]) ->
     return "lth: invalid config: " + str(exc).strip().splitlines()[0]
 
 
+def _parse_error(exc: OverrideParseException) -> str:
+    """Hydra's grammar message for an override it cannot parse, on one line: the override named once
+    (Hydra's "Error parsing override" line goes), a lexer's caret line as the character it points at."""
+    override, lexer = exc.override, "LexerNoViableAltException: "
+    lines = [line.rstrip() for line in exc.message.splitlines()]
+    parts = []
+    for line, below in zip(lines, [*lines[1:], ""], strict=True):
+        text = line.strip()
+        if text in ("", "^", f"Error parsing override '{override}'"):
+            continue
+        if text.startswith(lexer) and below.strip() == "^":  # the caret sits under the bad character
+            at = len(below) - 1 - len(lexer)
+            text = (
+                f"unexpected character {override[at]!r} at position {at + 1}" if at < len(override) else text
+            )
+        parts.append("s" + text[1:] if text.startswith("See ") else text)
+    return f"lth: invalid config: override {override!r} cannot be parsed: " + "; ".join(parts)
+
+
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     """The overrides of every job of ``-m overrides``, as Hydra's basic sweeper expands them: the
     composed config's ``hydra.sweeper.params`` (e.g. from an experiment preset) come first, the
@@ -371,6 +391,8 @@ def precheck(argv: list[str]) -> str | None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             jobs = sweep_jobs(args.overrides) if args.multirun else [args.overrides]
+        except OverrideParseException as exc:
+            return _parse_error(exc)
         except ConfigCompositionException as exc:
             return _composition_error(exc, list(args.overrides))
         except HydraException:
@@ -378,6 +400,8 @@ def precheck(argv: list[str]) -> str | None:
         for overrides in jobs:
             try:
                 cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+            except OverrideParseException as exc:
+                return _parse_error(exc)
             except ConfigCompositionException as exc:
                 return _composition_error(exc, list(overrides))
             try:
