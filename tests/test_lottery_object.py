@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import subprocess
@@ -26,8 +25,6 @@ from lth.run.console import results_table
 from lth.run.job import build_job, execute
 from lth.run.job_dir import RunDirectory
 from lth.run.module import STEP_COUNTER, check_step_counter
-
-LTH = Path(__file__).resolve().parents[1] / "lth"
 
 
 def accuracy(network: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
@@ -129,29 +126,6 @@ def test_a_moved_step_counter_is_reported_with_the_lightning_version(monkeypatch
         RuntimeError, match=rf"pytorch-lightning {pl.__version__} has no trainer\.{STEP_COUNTER}"
     ):
         check_step_counter(trainer)
-
-
-def imported_lth_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    return {name for name in names if name.startswith("lth")}
-
-
-BASE = ("lth.errors", "lth.seeds", "lth.files", "lth.exports")
-ALLOWED = {  # what each lower floor may import of lth: never the run layer or the entry points
-    "models": ("lth.models", *BASE),  # models know nothing of masks
-    "data": ("lth.data", *BASE),  # data knows nothing of models
-    "lottery": ("lth.lottery", "lth.models", *BASE),
-    "analysis": ("lth.analysis", *BASE),
-}
-
-
-@pytest.mark.parametrize("package", list(ALLOWED))
-def test_lower_floors_import_only_what_lies_below_them(package: str) -> None:
-    for path in (LTH / package).rglob("*.py"):
-        above = {m for m in imported_lth_modules(path) if not m.startswith(ALLOWED[package])}
-        assert not above, f"{path.relative_to(LTH)} imports {above}"
 
 
 @pytest.mark.parametrize(
