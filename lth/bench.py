@@ -255,7 +255,11 @@ def replicate_cfg(
 
 
 def stack_rate(
-    root: Path, overrides: list[str], steps: int, replicates: int = 1, trainer: tuple[str, ...] = ("trainer=cpu",)
+    root: Path,
+    overrides: list[str],
+    steps: int,
+    replicates: int = 1,
+    trainer: tuple[str, ...] = ("trainer=cpu",),
 ) -> tuple[float, float]:
     """Lottery-steps/s (wall, process CPU) of one lth job of K lotteries (K=1: one job, so also K of them
     in sequence): from the end of its first training batch to the end of its last but one (without

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lth.run.job import build_job, execute
 from lth.run.job_dir import RunDirectory
+from tests.test_replicates import assert_same_lottery
 
 JOB = [
     "train.steps=30",
@@ -36,3 +38,20 @@ def test_ddp_on_two_cpu_processes_matches_the_single_process_run(lth_cli, tmp_pa
         masks_a, masks_b = one.load_masks(a["level"]), two.load_masks(a["level"])
         for name, mask in masks_a.items():
             assert (mask == masks_b[name]).float().mean().item() >= 0.999, name
+
+
+def test_replicates_spread_over_two_cpu_processes_are_the_single_jobs_of_their_seeds(
+    lth_cli, make_cfg, tmp_path: Path
+) -> None:
+    """train.replicates=3 trainer.devices=2: rank 0 trains replicates 0 and 2, rank 1 replicate 1, each
+    its own stack with no gradient all-reduce; every replicate's files are its single job's."""
+    spread, job = tmp_path / "spread", [*JOB, "optim.lr=0.01"]
+    proc = lth_cli(*job, "train.replicates=3", "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={spread}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
+    assert json.loads((spread / "DONE").read_text())["status"] == "complete"
+    assert not list((spread / "checkpoints").rglob("*.ckpt"))
+    for k in range(3):
+        single = tmp_path / f"single{k}"
+        execute(build_job(make_cfg(*job, f"seed={k}", f"paths.output_dir={single}")))
+        assert_same_lottery(spread / f"replicate_{k}", single)

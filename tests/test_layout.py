@@ -41,14 +41,6 @@ FLOORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # floor: (module
     "analyze": (("lth.analyze",), ("run", "lottery", "analysis", "models", "data", "ground")),
 }
 
-# Cycles tolerated for now: a cycle whose modules all lie in one of these sets is not reported. Each
-# entry is a debt: delete it with the change that breaks the cycle.
-KNOWN_CYCLES = {
-    # job.run imports replicates.run_replicates in a function; replicates imports lth.run.job.
-    # Removed by the one-engine change (lth/run/replicates.py goes); drop this entry with it.
-    frozenset({"lth.run.job", "lth.run.replicates"}),
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -234,8 +226,6 @@ def cycles(graph: dict[str, set[str]]) -> list[str]:
     found: set[str] = set()
     for component in strongly_connected(graph):
         if len(component) == 1 and not graph[next(iter(component))] & component:
-            continue
-        if any(component <= known for known in KNOWN_CYCLES):
             continue
         for module in component:
             path = shortest_cycle(graph, module, component)

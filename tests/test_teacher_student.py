@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from lth.analysis.specialisation import specialisation
 from lth.data.teacher_student import FreshBatches, TeacherStudentDataModule
 from lth.lottery.masks import MaskedNetwork, prunable_weight_names
+from lth.lottery.stacked import SingleNetwork
 from lth.models import make_teacher, student
 from lth.run.config import CONF_DIR, precheck, sweep_jobs
 from lth.run.job import build_job, execute
@@ -96,7 +97,7 @@ def test_a_copy_of_the_teacher_has_zero_loss_and_perfect_specialisation() -> Non
     dm = datamodule()
     copy = student(dm.input_shape, dm.num_classes, TEACHER_HIDDEN, width_multiplier=1)
     copy.load_state_dict(dm.teacher.state_dict())
-    module = LotteryModule(MaskedNetwork(copy, prunable_weight_names(copy)), "regression", 3, {})
+    module = LotteryModule(SingleNetwork(MaskedNetwork(copy, prunable_weight_names(copy))), "regression", {})
     metrics = module.evaluate(*dm.split("test"))
     assert metrics == {"loss": 0.0, "acc": None}
     summary, matrices = specialisation(dm.teacher, copy, dm.split("test")[0], threshold=0.9)
@@ -236,9 +237,11 @@ def test_replicates_resumed_in_the_level_of_a_new_teacher_keep_it(
     crashing.trainer.callbacks.append(CrashAt(45))
     with pytest.raises(Crash):
         execute(crashing)
-    assert torch.load(tmp_path / "stack" / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 40
+    assert (
+        torch.load(tmp_path / "stack" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
+    )
     resumed = build_job(replicates(ts_cfg, tmp_path / "stack", *overrides))
-    assert resumed.data.datamodule.teacher_seed == 0  # until the resumed level starts
+    assert resumed.datamodule.teacher_seed == 0  # until the resumed level starts
     execute(resumed)
-    assert resumed.data.datamodule.teacher_seed == 5
+    assert resumed.datamodule.teacher_seed == 5
     assert_replicates_are_single_jobs(ts_cfg, tmp_path, tmp_path / "stack", *overrides)

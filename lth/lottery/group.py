@@ -8,7 +8,7 @@ The group is what a training loop drives when it trains K lotteries at once (K=1
         ...``steps`` stack steps; losses: (steps, K)...
         for k, outcome in group.after_step(step, losses):
             ...write lottery k's evaluation and finished level...
-        if group.level_ended:
+        if group.restarting:
             group.next_level(step)        # then: a fresh optimizer state and LR schedule
 
 Each lottery keeps its own state machine; the group hands lottery ``k`` column ``k`` of the losses,
@@ -37,7 +37,8 @@ class LotteryGroup:
     def __init__(self, lotteries: Sequence[Lottery], stack: Stack, evaluate: Evaluator) -> None:
         assert [lottery.network for lottery in lotteries] == stack.networks
         self.lotteries, self.stack, self.evaluate = list(lotteries), stack, evaluate
-        self.level_ended = False  # a live lottery's level ended at the last after_step
+        self.recorded = False  # a lottery recorded a level (ended or diverged) at the last after_step
+        self.restarting: list[int] = []  # the lotteries whose level ended there and that go on
 
     def __len__(self) -> int:
         return len(self.lotteries)
@@ -93,15 +94,18 @@ class LotteryGroup:
         due = [k for k in live if self.lotteries[k].evaluation_due(step)]
         evaluated = self._evaluate(due)
         outcomes = []
-        self.level_ended = False
+        self.recorded, self.restarting = False, []
         for k in live:
             lottery = self.lotteries[k]
             outcome = lottery.after_step(step, losses[:, k], evaluated.get(k))
             outcomes.append((k, outcome))
-            if outcome.record is not None:
-                self.level_ended = True
-                if lottery.finished and len(self) > 1:
-                    self.stack.freeze(k)
+            if outcome.record is None:
+                continue
+            self.recorded = True
+            if not lottery.finished:
+                self.restarting.append(k)
+            elif len(self) > 1:
+                self.stack.freeze(k)
         return outcomes
 
     def _evaluate(self, due: list[int]) -> dict[int, dict[str, Metrics]]:
@@ -118,10 +122,8 @@ class LotteryGroup:
         return evaluated
 
     def next_level(self, step: int) -> None:
-        """Every live lottery whose level ended at ``step`` prunes and restarts; the next level starts."""
-        for k in self.live():
-            lottery = self.lotteries[k]
-            if lottery.state.level_start + lottery.state.level_steps == step:
-                lottery.next_level(step)
-        self.level_ended = False
-        self.state()  # their levels still agree
+        """Every lottery whose level ended at ``step`` and goes on prunes and restarts; the next level starts."""
+        for k in self.restarting:
+            self.lotteries[k].next_level(step)
+        self.restarting = []
+        self.state()  # the live lotteries' levels still agree

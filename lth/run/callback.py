@@ -99,11 +99,11 @@ class PruningCallback(pl.Callback):
         for k, outcome in group.after_step(step, outputs["losses"]):
             self.outputs[k].outcome(outcome, step)
         every = self.checkpoint_every
-        self.checkpoint_due = group.level_ended or bool(every and step % every == 0)
+        self.checkpoint_due = group.recorded or bool(every and step % every == 0)
         if group.finished:
             trainer.should_stop = True
             return
-        if not group.level_ended:
+        if not group.restarting:
             return
         group.next_level(step)
         for optimizer in trainer.optimizers:
