@@ -335,3 +335,31 @@ def test_a_frozen_replicate_keeps_its_batch_norm_statistics() -> None:
     assert all(torch.equal(t, frozen[n]) for n, t in stacked.networks[1].model_state().items())
     assert stacked.buffers["bn.num_batches_tracked"].tolist() == [4, 1]
     assert not torch.equal(stacked.networks[0].model_state()["bn.running_mean"], live["bn.running_mean"])
+
+
+def test_replicates_retrain_one_ticket_each_with_its_own_seeds_data_order(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """init=ticket with train.replicates=2: replicate k is the ticket job with seed 3+k (the same ticket,
+    seed 3+k's data order)."""
+    sgd = ("optim=sgd", "optim.lr=0.01")
+    execute(build_job(make_cfg(*sgd, f"paths.output_dir={tmp_path / 'source'}")))
+    ticket = (
+        "init=ticket",
+        f"init.ticket.from={tmp_path / 'source'}",
+        "init.ticket.level=1",
+        "prune.levels=1",
+    )
+    execute(
+        build_job(
+            make_cfg("seed=3", "train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}", *sgd, *ticket)
+        )
+    )
+    for k in range(2):
+        single = tmp_path / f"single{k}"
+        execute(build_job(make_cfg(f"seed={3 + k}", f"paths.output_dir={single}", *QUIET, *sgd, *ticket)))
+        assert_same_lottery(tmp_path / "stack" / f"replicate_{k}", single, levels=2)
+    starts = [RunDirectory(tmp_path / "stack" / f"replicate_{k}").load_masks(1) for k in range(2)]
+    assert all(torch.equal(starts[0][n], starts[1][n]) for n in starts[0])  # one ticket
+    curves = [(tmp_path / "stack" / f"replicate_{k}" / "curves.jsonl").read_text() for k in range(2)]
+    assert curves[0] != curves[1]  # two data orders
