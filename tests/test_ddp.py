@@ -44,13 +44,19 @@ def test_replicates_spread_over_two_cpu_processes_are_the_single_jobs_of_their_s
     lth_cli, make_cfg, tmp_path: Path
 ) -> None:
     """train.replicates=3 trainer.devices=2: rank 0 trains replicates 0 and 2, rank 1 replicate 1, each
-    its own stack with no gradient all-reduce; every replicate's files are its single job's."""
+    its own stack with no gradient all-reduce; every replicate's files are its single job's. (K=2 gives
+    each rank one replicate: the job's DONE once both are done.)"""
     spread, job = tmp_path / "spread", [*JOB, "optim.lr=0.01"]
     proc = lth_cli(*job, "train.replicates=3", "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={spread}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
     assert json.loads((spread / "DONE").read_text())["status"] == "complete"
     assert not list((spread / "checkpoints").rglob("*.ckpt"))
+    two = tmp_path / "two"
+    proc = lth_cli(*job, "train.replicates=2", "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={two}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((two / "DONE").read_text())["status"] == "complete"
+    assert sorted(p.name for p in two.glob("replicate_*")) == ["replicate_0", "replicate_1"]
     for k in range(3):
         single = tmp_path / f"single{k}"
         execute(build_job(make_cfg(*job, f"seed={k}", f"paths.output_dir={single}")))

@@ -264,7 +264,8 @@ class Job:
 
     @property
     def replicates(self) -> bool:
-        return len(self.configs) > 1 or self.configs[0].seed != self.config["seed"]
+        """Whether this is a ``train.replicates`` job (whose lotteries write to ``replicate_k/``)."""
+        return int(self.config["train"]["replicates"]) > 1
 
 
 def build_job(cfg: DictConfig) -> Job:
