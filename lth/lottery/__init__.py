@@ -3,7 +3,9 @@
 ``masks`` (MaskedNetwork), ``pruning`` (criteria, scopes, structured units), ``rates`` (per-tensor
 rates, unit readers), ``plan`` (a pruning event), ``at_init`` (SNIP, GraSP, SynFlow), ``restarts``
 (what survivors restart from), ``ticket`` (another lottery's ticket), ``supermask`` (learned supermask), ``budget`` (steps per level, forward
-cost), ``record`` (the level record) and ``lottery`` (the state machine a training loop drives);
+cost), ``record`` (the level record), ``lottery`` (the state machine a training loop drives),
+``stacked`` (the step kernels of K >= 1 networks), ``group`` (K lotteries over one stack) and
+``evaluation`` (a stack's K networks evaluated at once);
 ``names`` holds the names their config keys allow, as plain tuples. The package's names are imported
 on first use, so ``lth.lottery.names`` loads no torch.
 """
