@@ -4,9 +4,11 @@ The K splits are stacked to ``(K, N, ...)`` (a split the replicates share, such 
 expanded, not copied) and run through the stack's forward in chunks of ``chunk`` rows of all K. The
 loss is summed per replicate and divided by the number of target elements, as in training; accuracy
 is the count of correct argmax predictions over ``N`` as a float32 division (torchmetrics' micro
-accuracy). For one network (K=1) both equal the single forward's to the bit; for K>1 the batched
-forward sums in another order, so a metric can differ in its last float digits and, on an exact tie
-of two logits, a prediction can differ (see the docs' section on exactness).
+accuracy). Each network's loss is reduced as its single job reduces it; where the stack's forward
+equals the single network's (K=1; the MLP's ``StackedLinear`` on the CPU) and a split fits in one
+chunk of ``chunk // K`` rows, the metrics equal the single job's to the bit. Otherwise (``vmap``, larger
+splits) they can differ in the last float digits and, on an exact tie of two logits, a prediction can
+differ.
 """
 
 from __future__ import annotations
@@ -44,11 +46,7 @@ class StackEvaluator:
         for start in range(0, x.shape[1], rows):
             xb, yb = x[:, start : start + rows], y[:, start : start + rows]
             out = stack.outputs(xb)
-            if size == 1:  # the single forward's reduction, to the bit
-                loss_sum += self.loss(out[0], yb[0], reduction="sum")
-            else:
-                flat = self.loss(out.flatten(0, 1), yb.flatten(0, 1), reduction="none")
-                loss_sum += flat.reshape(size, -1).sum(1)
+            loss_sum += torch.stack([self.loss(out[k], yb[k], reduction="sum") for k in range(size)])
             if self.classification:
                 correct += (out.argmax(-1) == yb).sum(1)
         stack.train(was_training)
@@ -71,18 +69,5 @@ def _stacked(tensors: Sequence[Tensor], device: torch.device) -> Tensor:
 
 def network_evaluator(network: MaskedNetwork, loss: Loss, classification: bool) -> Evaluate:
     """``Evaluate`` of one network (e.g. a lottery's supermask at theta_0): a stack of one."""
-    evaluator = StackEvaluator(SingleNetworkView(network), loss, classification)
+    evaluator = StackEvaluator(SingleNetwork(network), loss, classification)  # a wrapper: moves nothing
     return lambda x, y: evaluator([(x, y)])[0]
-
-
-class SingleNetworkView(SingleNetwork):
-    """``network`` as a stack of one without registering it (it may be a view of another stack's slice)."""
-
-    def __init__(self, network: MaskedNetwork) -> None:
-        Stack.__init__(self, 1)
-        object.__setattr__(self, "network", network)
-        self.networks = [network]
-
-    def train(self, mode: bool = True) -> SingleNetworkView:
-        self.network.train(mode)
-        return super().train(mode)

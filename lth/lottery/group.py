@@ -97,7 +97,7 @@ class LotteryGroup:
         self.recorded, self.restarting = False, []
         for k in live:
             lottery = self.lotteries[k]
-            outcome = lottery.after_step(step, losses[:, k], evaluated.get(k))
+            outcome = lottery.after_step(step, losses[:, k].contiguous(), evaluated.get(k))  # summed as alone
             outcomes.append((k, outcome))
             if outcome.record is None:
                 continue

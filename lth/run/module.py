@@ -9,12 +9,13 @@ The LR schedule is a function of the step *within* the level and the level's len
 replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
 (and clears the optimizer state).
 
-One Lightning batch is a run of ``steps_per_batch`` optimizer steps of the whole stack (set by the PruningCallback before
-each batch, stopping at the next step where anything happens: evaluation, level end, checkpoint), each
-on the next batch of the per-step stream that Lightning hands over (``lth.data.memory.StepStream``). On one
-device in full precision the steps are plain PyTorch and Lightning's step counter is advanced once per
-run, so Lightning's per-batch machinery is paid once per run instead of once per step; otherwise
-(DDP, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.
+One Lightning batch is a run of ``steps_per_batch`` optimizer steps of the whole stack (set by the
+PruningCallback before each batch, stopping at the next step where anything happens: evaluation, level
+end, checkpoint), each on the next batch of the per-step stream that Lightning hands over
+(``lth.data.memory.StepStream``). On one device in full precision (also one rank of replicates spread
+over devices) the steps are plain PyTorch and Lightning's step counter is advanced once per run, so
+Lightning's per-batch machinery is paid once per run instead of once per step; otherwise (DDP of one
+lottery, mixed precision) every batch is one step through Lightning's ``manual_backward`` and optimizer.
 What the plain steps skip of Lightning is written once, at ``advance_global_step``. On CUDA the plain
 step is captured as a CUDA graph and replayed (``trainer.cuda_graphs``, ``lth.run.cuda_graphs``): the
 batch is then drawn on the device (``lth.data.memory.DrawnOnDevice``) instead of taken from the stream.
@@ -38,6 +39,7 @@ from lth.lottery.optim import build_optimizer, lr_factor, set_lr
 from lth.lottery.stacked import Stack
 from lth.lottery.supermask import LearnedSupermask
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, fallback_line, make_capturable, plan_capture
+from lth.run.replicas import ReplicaStrategy
 
 log = logging.getLogger("lth")
 
@@ -120,8 +122,9 @@ class LotteryModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         trainer = self.trainer
-        self.plain_steps = (
-            isinstance(trainer.strategy, SingleDeviceStrategy) and trainer.precision == "32-true"
+        self.plain_steps = (  # one process's own model: no DDP wrapper to step through
+            isinstance(trainer.strategy, SingleDeviceStrategy | ReplicaStrategy)
+            and trainer.precision == "32-true"
         )
         if self.plain_steps:
             check_step_counter(trainer)
