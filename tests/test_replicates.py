@@ -410,7 +410,7 @@ def assert_near_lottery(replicate: Path, single: Path) -> None:
 def test_a_bf16_mixed_replicate_ends_as_the_single_job_with_seed_plus_k(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, optim: tuple[str, ...]
 ) -> None:
-    """With SGD at lr 0.01 as exactly as in full precision (same masks, metrics within REL); with Adam
+    """With SGD at lr 0.01 as exactly as in full precision (same masks, metrics within 1e-5); with Adam
     within bfloat16's rounding (see above)."""
     stacked = build_job(
         make_cfg("seed=3", "train.replicates=2", f"paths.output_dir={tmp_path / 'stack'}", *BF16, *optim)
@@ -425,6 +425,6 @@ def test_a_bf16_mixed_replicate_ends_as_the_single_job_with_seed_plus_k(
         assert not single.module.plain_steps
         replicate = tmp_path / "stack" / f"replicate_{k}"
         if optim[0] == "optim=sgd":
-            assert_same_lottery(replicate, tmp_path / f"single{k}")
+            assert_same_lottery(replicate, tmp_path / f"single{k}", 1e-5)  # bf16 roundings of other sums
         else:
             assert_near_lottery(replicate, tmp_path / f"single{k}")
