@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 from pytorch_lightning.strategies import DDPStrategy
@@ -19,6 +20,14 @@ class ReplicaStrategy(DDPStrategy):
 
     def configure_ddp(self) -> None:
         """No DistributedDataParallel: nothing is all-reduced."""
+
+    def setup(self, trainer: pl.Trainer) -> None:
+        """No collective per training step either: Lightning broadcasts rank zero's SIGTERM flag before
+        every step, which hangs ranks that take different numbers of steps (each resumed from its own
+        checkpoint, or its levels ended apart). A SIGTERM still stops each rank (the launcher passes it
+        on; every rank checks its own flag after each batch)."""
+        super().setup(trainer)
+        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = lambda: None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
         """Every rank saves its own (its replicates' weights and lotteries)."""
