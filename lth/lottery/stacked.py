@@ -10,8 +10,8 @@ over ``stack.parameters()`` steps them all. Three kernels:
   ``Lottery`` operation (pruning, restarts, ``load_model_state``, evaluation, theta_0 snapshots) works on
   one replicate unchanged and writes through to the stack. The step runs all replicates at once on a
   ``(K, B, ...)`` batch: a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix
-  products (``StackedLinear``: each slice as ``F.linear`` computes it, so a replicate's step equals its
-  single job's to the bit on the CPU), any other model as ``vmap`` over ``functional_call`` (BatchNorm's running
+  products (``StackedLinear``: each slice as ``F.linear`` computes it, so on the CPU a replicate's
+  gradients and weights equal its single job's to the bit), any other model as ``vmap`` over ``functional_call`` (BatchNorm's running
   statistics and batch counts, passed as batched buffers, are updated in place in the stacked tensors).
 - ``ListedNetworks``: K networks side by side, one forward each (a network ``vmap`` cannot run, e.g. the
   learned supermask, which draws its masks on the host). Each replicate runs exactly its single job's
@@ -155,8 +155,8 @@ class ListedNetworks(Stack):
 
 class StackedLinear(torch.autograd.Function):
     """K ``F.linear`` at once, ``(K, N, in) -> (K, N, out)``, each slice computed as ``F.linear`` computes
-    it alone (forward ``h @ W^T + b``; backward ``g @ W``, ``g^T @ h``, ``g.sum``): on the CPU each
-    replicate's forward and gradients equal its single network's to the bit (tested at one thread)."""
+    it alone (forward ``h @ W^T + b``; backward ``g @ W``, ``g^T @ h``, ``g.sum``): on the CPU at one
+    thread each replicate's forward and gradients equal its single network's to the bit."""
 
     @staticmethod
     def forward(ctx: Any, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -260,8 +260,8 @@ class StackedNetworks(Stack):
         """``x`` is ``(K, B, ...)``; the result ``(K,)``."""
         if not self.chain:
             return self.vmapped_losses(x, y, loss)
-        out = self._chain(x)
-        return torch.stack([loss(out[k], y[k]) for k in range(len(self))])  # each as its single job's
+        out = self._chain(x)  # a batch mean's gradient is 1/B whatever order its value is summed in:
+        return loss(out.flatten(0, 1), y.flatten(0, 1), reduction="none").view(len(self), -1).mean(1)
 
     def _chain(self, x: Tensor) -> Tensor:
         """The linear chain on ``(K, N, ...)`` inputs by batched matrix products, ``(K, N, out)``."""

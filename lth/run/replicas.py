@@ -27,7 +27,14 @@ class ReplicaStrategy(DDPStrategy):
         checkpoint, or its levels ended apart). A SIGTERM still stops each rank (the launcher passes it
         on; every rank checks its own flag after each batch)."""
         super().setup(trainer)
-        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = lambda: None
+        loop = trainer.fit_loop.epoch_loop
+        if not hasattr(loop, "_broadcast_sigterm_tensor"):  # a private API of pytorch-lightning 2.6
+            raise RuntimeError(
+                f"lth: pytorch-lightning {pl.__version__} has no fit_loop.epoch_loop._broadcast_sigterm_tensor, "
+                "which lth turns off for replicates spread over ranks (lth.run.replicas; written for "
+                "pytorch-lightning 2.6): install pytorch-lightning 2.6.x"
+            )
+        loop._broadcast_sigterm_tensor = lambda: None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
         """Every rank saves its own (its replicates' weights and lotteries)."""
