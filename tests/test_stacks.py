@@ -168,6 +168,9 @@ def test_compatible_members_have_one_stack_key(make_cfg: Callable[..., DictConfi
     why = incompatibility([make_cfg(*flops), make_cfg(*flops, "seed=1", "paths.output_dir=x")])
     assert why is not None and why.startswith("train.budget=flops")
     assert incompatibility([make_cfg("train.budget=flops"), make_cfg("train.budget=flops", "prune.rate=0.5")])
+    learned = ("prune=learned_supermask", "prune.levels=0", "optim=adam")
+    why = incompatibility([make_cfg(*learned), make_cfg(*learned, "optim.lr=0.01", "paths.output_dir=y")])
+    assert why is not None and why.startswith("optim differs: networks side by side")
 
 
 def test_a_crashed_stack_resumes_and_ends_as_an_uninterrupted_one(
@@ -207,3 +210,44 @@ def test_a_crashed_stack_resumes_and_ends_as_an_uninterrupted_one(
     records = run(host, configs)  # finished: read back
     assert [len(r) for r in records] == [2, 3]
     assert RunDirectory(interrupted / "long").read_records() == records[1]
+
+
+HETERO = {
+    "a": ("optim.lr=0.01", "optim.schedule=cosine", "seed=1"),
+    "b": ("optim.lr=0.02", "optim.momentum=0.5", "optim.warmup_steps=10", "prune.rate=0.4"),
+}
+
+
+def test_the_captured_stacked_step_uncaptured_gives_the_eager_members(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """The step a GPU captures (batches drawn on the device, learning rates set in place before each
+    replay), run on CPU: each member's records and masks are the eager stack's."""
+    for path, drawn in (("eager", False), ("drawn", True)):
+        host = make_cfg(f"paths.output_dir={tmp_path / path / 'host'}", *QUIET)
+        configs = [make_cfg(f"paths.output_dir={tmp_path / path / n}", *QUIET, *o) for n, o in HETERO.items()]
+        job = build_job(host, configs)
+        job.module.drawn_steps = drawn
+        execute(job)
+        assert (job.module.step_graph is not None) == drawn
+    for name in HETERO:
+        assert_same_lottery(tmp_path / "drawn" / name, tmp_path / "eager" / name)
+
+
+def test_a_bf16_mixed_stack_of_members_ends_as_their_single_jobs(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Lightning-stepped (mixed precision): each member's own optimizer and schedule, within bfloat16's
+    rounding of other sums (as replicates: tests/test_replicates.py)."""
+    bf16 = ("trainer.precision=bf16-mixed",)
+    host = make_cfg(f"paths.output_dir={tmp_path / 'host'}", *QUIET, *bf16)
+    configs = [
+        make_cfg(f"paths.output_dir={tmp_path / 'stack' / n}", *QUIET, *bf16, *o) for n, o in HETERO.items()
+    ]
+    job = build_job(host, configs)
+    execute(job)
+    assert not job.module.plain_steps and job.module.per_lottery
+    for name, overrides in HETERO.items():
+        single = tmp_path / "single" / name
+        execute(build_job(make_cfg(f"paths.output_dir={single}", *QUIET, *bf16, *overrides)))
+        assert_same_lottery(tmp_path / "stack" / name, single, 1e-5)

@@ -10,7 +10,7 @@ but ``optim.name`` (a stacked optimizer holds each lottery's hyperparameters, ``
 each lottery runs its own LR schedule), ``prune.rate``, ``prune.output_rate``, ``prune.conv_rate``,
 ``prune.rates``, ``prune.levels``, ``prune.scope``, ``prune.criterion``, every ``init.*`` key,
 ``data.label_noise``, ``model.init``, and their directories (``paths.*``; every other value is compared
-with the member's ``paths.output_dir`` written as ``${paths.output_dir}``, so ``logger.save_dir`` is the
+with a path in the member's ``paths.output_dir`` written from ``${paths.output_dir}``, so ``logger.save_dir`` is the
 same key). Everything else is the stack key: the data and its splits, the architecture and its width,
 ``train.*`` (steps, batch size, evaluation and checkpoint intervals, budget), ``optim.name``, the
 trainer, analyses, logger, ``prune.structure``, ``prune.exclude``, ``prune.at_init``... With
@@ -85,8 +85,8 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
 
 def stack_key(cfg: DictConfig) -> tuple[tuple[str, Any], ...]:
     """What every member of a stack shares: ``cfg``'s resolved values but those a member may have of its
-    own (``MAY_DIFFER``), as sorted ``(dotted key, value)`` pairs, its own output directory written
-    ``${paths.output_dir}`` in every string."""
+    own (``MAY_DIFFER``), as sorted ``(dotted key, value)`` pairs (values as JSON), a path in its own
+    output directory written from ``${paths.output_dir}`` on."""
     flat: dict[str, Any] = {}
     _flatten(_resolved(cfg), "", flat)
     out = str(cfg.paths.output_dir) if "paths" in cfg and "output_dir" in cfg.paths else None
@@ -96,8 +96,8 @@ def stack_key(cfg: DictConfig) -> tuple[tuple[str, Any], ...]:
         if _may_differ(name, flops):
             continue
         value = flat[name]
-        if out and isinstance(value, str):
-            value = value.replace(out, OUTPUT_DIR)
+        if out and isinstance(value, str) and (value == out or value.startswith(out.rstrip("/") + "/")):
+            value = OUTPUT_DIR + value[len(out) :]  # a path in the member's own directory
         key.append((name, json.dumps(value, sort_keys=True, default=str)))
     return tuple(key)
 
