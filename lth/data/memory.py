@@ -251,6 +251,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.true_train_labels: Tensor | None = None  # before label_noise (the same tensor without)
         self.first_step = 0  # the stream's step at the trainer's step 0 (a ticket continues its source's)
         self.served: list[int] | None = None  # the seeds of the replicates served (see serve)
+        self.served_noise: list[float] | None = None  # their label_noise, where given (see serve)
         self._replicas: ReplicateData | TeacherStudentReplicates | None = None
 
     def load(self) -> dict[str, Split]:
@@ -333,23 +334,26 @@ class InMemoryDataModule(pl.LightningDataModule):
         pool_row[own] = torch.arange(len(own))
         orders = [pool_row[split_order(len(x), seed)] for seed in seeds]
         labels = None
-        if self.label_noise:
+        noise = self.served_noise or [self.label_noise] * len(seeds)
+        if any(noise) or self.label_noise:  # the pool's labels are this module's own (noised) ones
             assert self.true_train_labels is not None
             true = torch.cat([y_val.cpu(), self.true_train_labels.cpu()])  # of the pool's rows
             labels = true.repeat(len(seeds), 1)
             for k, (seed, order) in enumerate(zip(seeds, orders, strict=True)):
                 train = order[size:]  # in the order the job with ``seed`` noises its training labels
                 noise_seed = derived_seed(seed, "label_noise")
-                labels[k, train] = noisy_labels(true[train], self.label_noise, self.num_classes, noise_seed)
+                labels[k, train] = noisy_labels(true[train], noise[k], self.num_classes, noise_seed)
         return ReplicateData(
             (x, y), self.splits["test"], orders, size, self.batch_size, seeds, self.augmentation, labels
         )
 
     # --- a stack's data: this module's own job (K=1), or the replicates it serves -------------------
-    def serve(self, seeds: list[int]) -> None:
-        """Serve a stack of replicates, replicate ``k`` the job with seed ``seeds[k]``: the ``stack_*``
-        methods (and Lightning's dataloader) then give their stacked data instead of this job's."""
+    def serve(self, seeds: list[int], label_noise: list[float] | None = None) -> None:
+        """Serve a stack of replicates, replicate ``k`` the job with seed ``seeds[k]`` (and, if given,
+        ``label_noise[k]`` in place of this module's ``label_noise``): the ``stack_*`` methods (and
+        Lightning's dataloader) then give their stacked data instead of this job's."""
         self.served, self._replicas = list(seeds), None
+        self.served_noise = None if label_noise is None else [float(f) for f in label_noise]
 
     @property
     def replicas(self) -> ReplicateData | TeacherStudentReplicates:

@@ -11,10 +11,10 @@ ranks (``lth.run.replicas``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
@@ -52,8 +51,7 @@ from lth.lottery.group import LotteryGroup
 from lth.lottery.lottery import Analysis, Evaluate, LevelEnd
 from lth.lottery.rates import tensor_rates, unit_readers
 from lth.lottery.record import ANALYSIS
-from lth.lottery.stacked import ListedNetworks, SingleNetwork, Stack, StackedNetworks
-from lth.lottery.supermask import LearnedSupermask
+from lth.lottery.stacked import Stack
 from lth.lottery.ticket import Ticket
 from lth.models import IncompatibleInput, make_teacher
 from lth.run.callback import PruningCallback, Threads
@@ -63,7 +61,6 @@ from lth.run.console import LotteryProgressBar, print_results, sweep_table
 from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
 from lth.run.loggers import (
-    LotteryWandbLogger,
     finish_loggers,
     report_offline_runs,
     run_name,
@@ -76,6 +73,14 @@ from lth.run.provenance import Provenance, collect, now, run_config
 from lth.run.readers import read_job_files
 from lth.run.replicas import ReplicaStrategy, replica_rank
 from lth.run.resume import announce
+from lth.run.stack import (
+    build_stack,
+    finish_members,
+    incompatibility,
+    member_config,
+    member_loggers,
+    replicate_config,
+)
 from lth.run.threads import apply_threads, job_threads, lightning_kwargs
 from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
@@ -201,42 +206,6 @@ def build_lottery(
     )
 
 
-def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
-    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory (and
-    what interpolates them, e.g. the logger's ``save_dir``), resolved."""
-    config = OmegaConf.create(OmegaConf.to_container(cfg))
-    config.seed = cfg.seed + k
-    config.train.replicates = 1
-    config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
-    return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
-
-
-def replicate_loggers(config: DictConfig, k: int) -> list[Logger]:
-    """Replicate ``k``'s experiment logger (``config``'s), as the single job it is would have it."""
-    if not config.logger:
-        return []
-    logger = instantiate(config.logger)
-    if isinstance(logger, LotteryWandbLogger):
-        logger.as_replicate(k)
-    return [logger]
-
-
-def build_stack(
-    cfg: DictConfig, models: list[nn.Module], configs: list[DictConfig], prunable: list[str]
-) -> Stack:
-    """The stack of ``models``: one plain network (K=1), the batched stack, or side by side where the
-    networks cannot be batched (the learned supermask draws its masks on the host)."""
-    if cfg.prune.get("learned"):
-        networks: list[MaskedNetwork] = [
-            LearnedSupermask(m, prunable, derived_seed(c.seed, "supermask"))
-            for m, c in zip(models, configs, strict=True)
-        ]
-        return SingleNetwork(networks[0]) if cfg.train.replicates == 1 else ListedNetworks(networks)
-    if cfg.train.replicates == 1:
-        return SingleNetwork(MaskedNetwork(models[0], prunable))
-    return StackedNetworks(models, prunable)
-
-
 @dataclass
 class Job:
     """Everything one job is made of, built but not yet run: K >= 1 lotteries (this process's share)."""
@@ -252,6 +221,10 @@ class Job:
     config: dict[str, Any]  # resolved
     configs: list[DictConfig]  # lottery k's: the single job it is (resolved)
     started: datetime  # when build_job began
+    stacked: bool = (
+        False  # a stack of members (train.replicates or given): each lottery writes to its own directory
+    )
+    member_dirs: list[Path] = field(default_factory=list)  # every member's directory (on every rank)
 
     @property
     def lottery(self) -> Lottery:
@@ -264,36 +237,71 @@ class Job:
 
     @property
     def replicates(self) -> bool:
-        """Whether this is a ``train.replicates`` job (whose lotteries write to ``replicate_k/``)."""
-        return int(self.config["train"]["replicates"]) > 1
+        """Whether this is a stack of members (``train.replicates``: written to ``replicate_k/``)."""
+        return self.stacked
 
 
-def build_job(cfg: DictConfig) -> Job:
-    """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written."""
+def build_job(cfg: DictConfig, members: Sequence[DictConfig] | None = None) -> Job:
+    """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
+
+    ``members``: the stack's K >= 1 lotteries, each the config of the single job it is, with its own
+    ``paths.output_dir`` where it writes that job's files; they must be compatible
+    (``lth.run.stack.incompatibility``). ``cfg`` is then the host job: its data, model architecture,
+    trainer and Trainer settings are the stack's, its directory holds the stack's checkpoints and, once
+    every member is done, its DONE. Without members, ``train.replicates=K`` > 1 is the stack of
+    ``replicate_config(cfg, k)``, and otherwise ``cfg`` is a single job (one plain network).
+    """
     started = now()
     check_config(cfg)
+    replicates = cfg.train.replicates
+    replicate = members is None and replicates > 1
+    if replicate:
+        members = [replicate_config(cfg, k) for k in range(replicates)]
+    elif members is not None:
+        members = [member_config(m) for m in members]
+        for member in members:
+            check_config(member)
+        why = incompatibility([cfg, *members])
+        if why:
+            raise ConfigError(f"lth: invalid config: the members of one stack differ: {why}")
+    stacked = members is not None
     initialize_cuda_early(str(cfg.trainer.get("accelerator", "auto")))
     datamodule = build_datamodule(cfg)
-    build_model = model_factory(cfg, datamodule)
-    replicates = cfg.train.replicates
-    rank, world = replica_rank(cfg.trainer) if replicates > 1 else (0, 1)
-    configs = [replicate_config(cfg, k) for k in range(rank, replicates, world)] if replicates > 1 else [cfg]
-    model = build_model(derived_seed(configs[0].seed, "model"))
+    rank, world = replica_rank(cfg.trainer) if stacked else (0, 1)
+    everyone = list(members) if members is not None else [cfg]
+    if world > len(everyone):
+        raise ConfigError(f"lth: invalid config: trainer.devices={world} for a stack of {len(everyone)}")
+    indices = list(range(rank, len(everyone), world))
+    configs = [everyone[k] for k in indices]
+    factories = [model_factory(c, datamodule) for c in configs]  # model.init may differ
+    model = factories[0](derived_seed(configs[0].seed, "model"))
     check_tensor_names(cfg, prunable_weight_names(model))
     threads = job_threads(cfg.trainer, model, len(configs))
     apply_threads(threads)
     prunable = [name for name in prunable_weight_names(model) if name not in cfg.prune.exclude]
 
-    ticket, data_step = load_ticket(cfg, model, prunable) if cfg.init.name == "ticket" else (None, 0)
-    datamodule.first_step = data_step
-    if replicates > 1:
-        datamodule.serve([c.seed for c in configs])
+    tickets, data_steps = [], set()
+    for c in configs:
+        ticket, data_step = load_ticket(c, model, prunable) if c.init.name == "ticket" else (None, 0)
+        tickets.append(ticket)
+        data_steps.add(data_step)
+    if len(data_steps) > 1:
+        raise ConfigError(
+            "lth: invalid config: the members' tickets continue their sources' data streams at other steps "
+            f"({sorted(data_steps)}); the stack draws its batches in lockstep"
+        )
+    datamodule.first_step = data_steps.pop()
+    if stacked:
+        datamodule.serve([c.seed for c in configs], [c.data.get("label_noise", 0.0) for c in configs])
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    models = [model] + [build_model(derived_seed(c.seed, "model")) for c in configs[1:]]
-    stack = build_stack(cfg, models, configs, prunable)
+    models = [model] + [
+        f(derived_seed(c.seed, "model")) for f, c in zip(factories[1:], configs[1:], strict=True)
+    ]
+    stack = build_stack(cfg, models, configs, prunable, stacked)
     cuda_graphs = str(cfg.trainer.get("cuda_graphs", "auto")).lower()
-    module = LotteryModule(stack, datamodule.task, cfg.optim, cuda_graphs)
+    optims = [c.optim for c in configs] if stacked else None
+    module = LotteryModule(stack, datamodule.task, cfg.optim, cuda_graphs, optims)
     budget = Budget(cfg.train.steps, cfg.train.budget, cfg.train.budget_cap)
     loss, classification = LOSSES[datamodule.task], datamodule.task == "classification"
     lotteries = [
@@ -302,12 +310,14 @@ def build_job(cfg: DictConfig) -> Job:
             network,
             budget,
             datamodule,
-            build_model,
+            factory,
             partial(datamodule.stack_split, i),
             network_evaluator(network, loss, classification),
             ticket,
         )
-        for i, (c, network) in enumerate(zip(configs, stack.networks, strict=True))
+        for i, (c, network, factory, ticket) in enumerate(
+            zip(configs, stack.networks, factories, tickets, strict=True)
+        )
     ]
     group = LotteryGroup(lotteries, stack, module.evaluate_stack)
     run_dir = RunDirectory(cfg.paths.output_dir)
@@ -315,22 +325,22 @@ def build_job(cfg: DictConfig) -> Job:
         LotteryOutputs(
             lottery,
             RunDirectory(c.paths.output_dir),
-            cfg.results.save_weights,
-            writes=replicates > 1 or rank_zero_only.rank == 0,
-            loggers=replicate_loggers(c, int(c.seed - cfg.seed)) if replicates > 1 else [],
+            c.results.save_weights,
+            writes=stacked or rank_zero_only.rank == 0,
+            loggers=member_loggers(c, k, replicate) if stacked else [],
         )
-        for lottery, c in zip(lotteries, configs, strict=True)
+        for lottery, c, k in zip(lotteries, configs, indices, strict=True)
     ]
-    spread = replicates > 1 and world > 1  # each rank its own share: no DDP
+    spread = stacked and world > 1  # each rank its own share: no DDP
     checkpoint_dir = run_dir.checkpoint_dir / f"rank_{rank}" if spread else run_dir.checkpoint_dir
-    callback = PruningCallback(group, outputs, cfg.train.checkpoint_every, ranks=replicates == 1)
+    callback = PruningCallback(group, outputs, cfg.train.checkpoint_every, ranks=not stacked)
     kwargs = lightning_kwargs(cfg.trainer)
     if spread:
         kwargs["strategy"] = ReplicaStrategy()
     trainer = pl.Trainer(
         **kwargs,
-        max_steps=budget.max_steps(cfg.prune.levels),
-        logger=instantiate(cfg.logger) if cfg.logger and replicates == 1 else False,
+        max_steps=max(budget.max_steps(c.prune.levels) for c in everyone),  # the longest member's
+        logger=instantiate(cfg.logger) if cfg.logger and not stacked else False,
         callbacks=[
             callback,
             Threads(threads),
@@ -345,11 +355,11 @@ def build_job(cfg: DictConfig) -> Job:
         # under SLURM, submitit's SIGUSR2 handler requeues the job; Lightning's SIGUSR1 requeue stays off
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
-    if replicates == 1:
+    if not stacked:
         outputs[0].loggers = trainer.loggers
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    resolved = [c if replicates > 1 else OmegaConf.create(config) for c in configs]
+    resolved = configs if stacked else [OmegaConf.create(config)]
     return Job(
         trainer,
         module,
@@ -362,6 +372,8 @@ def build_job(cfg: DictConfig) -> Job:
         config,
         resolved,
         started,
+        stacked,
+        [Path(c.paths.output_dir) for c in everyone] if stacked else [],
     )
 
 
@@ -372,7 +384,7 @@ def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     resume = resumable_checkpoint(job.checkpoint_dir)
     if resume:
         log.info("lth: resuming from %s", resume)
-    trainer, replicates = job.trainer, job.replicates
+    trainer, replicates = job.trainer, job.stacked
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     fields = collect(trainer.strategy.root_device, 1 if replicates else trainer.world_size, overrides)
     owned = [out for out in job.outputs if out.writes]
@@ -423,26 +435,27 @@ def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
 
 
 def finish_stack(job: Job) -> None:
-    """A replicate job's own DONE once every replicate is done (on every rank), and its table."""
-    replicates = int(job.config["train"]["replicates"])
-    done = [job.run_dir.path / f"replicate_{k}" / "DONE" for k in range(replicates)]
-    if all(path.exists() for path in done):
-        statuses = {json.loads(path.read_text())["status"] for path in done}
-        job.run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
-        remove_checkpoints(job.run_dir.checkpoint_dir)
-    Console().print(sweep_table(job.run_dir.path))
+    """A stack's host job's own DONE once every member is done (on every rank), and the members' table
+    (of the directory holding them all: the job's, for replicates)."""
+    finish_members(job.run_dir.path, job.member_dirs)
+    common = Path(os.path.commonpath([str(d) for d in job.member_dirs]))
+    Console().print(sweep_table(common.parent if common in job.member_dirs else common))
 
 
-def run(cfg: DictConfig) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-    """Run one job and return its per-level records (with ``train.replicates`` > 1: each replicate's);
-    a finished job is not run again."""
+def run(
+    cfg: DictConfig, members: Sequence[DictConfig] | None = None
+) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Run one job and return its per-level records (a stack's, ``members`` given or ``train.replicates``
+    > 1: each member's); a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
     replicates = cfg.train.replicates
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
+        if members is not None:
+            return [read_job_files(Path(m.paths.output_dir))[0] for m in members]
         if replicates > 1:
             return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
-    return execute(build_job(cfg))
+    return execute(build_job(cfg, members))

@@ -171,6 +171,10 @@ class LotteryWandbLogger(WandbLogger):
         replicate = f"{name}/replicate_{k}" if name else f"replicate_{k}"
         self._wandb_init |= {"name": replicate, "reinit": "create_new"}
 
+    def beside_others(self) -> None:
+        """Make this run one of several open at once in the process (a member of a stack), its name kept."""
+        self._wandb_init |= {"reinit": "create_new"}
+
     @rank_zero_only
     @_tolerant
     def update_config(self, values: Mapping[str, Any]) -> None:

@@ -7,7 +7,11 @@ loss by task, one optimizer and LR schedule over the stack.
 
 The LR schedule is a function of the step *within* the level and the level's length, so every level
 replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
-(and clears the optimizer state).
+(and clears the optimizer state). A single network (K=1, and networks side by side) has one torch.optim
+optimizer and a ``LambdaLR``; a batched stack (``StackedNetworks``) has a stacked optimizer
+(``lth.lottery.stacked_optim``) with each lottery's own hyperparameters (``optims[k]``), and each lottery's
+learning rate is set before every step to its base one times its own schedule's factor (``set_lrs``):
+in place, so a captured step reads it too.
 
 One Lightning batch is a run of ``steps_per_batch`` optimizer steps of the whole stack (set by the
 PruningCallback before each batch, stopping at the next step where anything happens: evaluation, level
@@ -24,7 +28,7 @@ batch is then drawn on the device (``lth.data.memory.DrawnOnDevice``) instead of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -36,7 +40,8 @@ from torch import Tensor
 from lth.lottery.evaluation import StackEvaluator
 from lth.lottery.masks import MaskedNetwork
 from lth.lottery.optim import build_optimizer, lr_factor, set_lr
-from lth.lottery.stacked import Stack
+from lth.lottery.stacked import Stack, StackedNetworks
+from lth.lottery.stacked_optim import StackedOptimizer, build_stacked_optimizer
 from lth.lottery.supermask import LearnedSupermask
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, fallback_line, make_capturable, plan_capture
 from lth.run.replicas import ReplicaStrategy
@@ -82,12 +87,31 @@ def advance_global_step(trainer: pl.Trainer, steps: int) -> None:
 
 
 class LotteryModule(pl.LightningModule):
-    def __init__(self, stack: Stack, task: str, optim: Mapping[str, Any], cuda_graphs: str = "auto") -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        task: str,
+        optim: Mapping[str, Any],
+        cuda_graphs: str = "auto",
+        optims: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``optim``: the optimizer config of every lottery, or ``optims[k]`` lottery ``k``'s (a batched
+        stack only: a single network or networks side by side share one)."""
         super().__init__()
         self.stack = stack
         self.loss = LOSSES[task]
         self.evaluate_stack = StackEvaluator(stack, self.loss, task == "classification")
         self.optim = dict(optim)
+        self.per_lottery = isinstance(stack, StackedNetworks)  # a stacked optimizer, a schedule per lottery
+        self.optims = [dict(o) for o in optims] if optims is not None else [self.optim] * len(stack)
+        if len(self.optims) != len(stack):
+            raise ValueError(f"lth: {len(self.optims)} optim configs for a stack of {len(stack)}")
+        if not self.per_lottery and any(o != self.optims[0] for o in self.optims):
+            raise ValueError(
+                "lth: the lotteries of a stack of networks side by side (prune.learned) share their optim "
+                "config; differing optim.* need a batched stack"
+            )
+        self.factors = [lr_factor(o["schedule"], o["warmup_steps"]) for o in self.optims]
         self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
         self.steps_per_batch = 1  # optimizer steps of the next training batch (set by the PruningCallback)
         self.plain_steps = False  # set in on_fit_start: plain PyTorch steps, several per batch
@@ -112,11 +136,12 @@ class LotteryModule(pl.LightningModule):
         """Run the LR schedule over the level of ``steps`` steps that starts after global step ``start``."""
         self.level_start, self.level_steps = start, steps
         scheduler = self.lr_schedulers()
-        optimizer = scheduler.optimizer
-        for group, base, factor in zip(
-            optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
-        ):
-            set_lr(group, base * factor(scheduler.last_epoch))
+        if scheduler is not None:
+            optimizer = scheduler.optimizer
+            for group, base, factor in zip(
+                optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
+                set_lr(group, base * factor(scheduler.last_epoch))
         if self.step_graph is not None:
             self.step_graph.reset()  # new masks, restarted weights, fresh optimizer state
 
@@ -161,10 +186,12 @@ class LotteryModule(pl.LightningModule):
         if self.plain_steps:
             optimizer = optimizer.optimizer  # the torch optimizer, without Lightning's step wrapper
         losses = []
-        for _ in range(self.steps_per_batch):
+        for i in range(self.steps_per_batch):
             x, y = next(batches)
+            self.set_lrs(self.trainer.global_step + i)
             losses.append(self._optimizer_step(x.to(self.device), y.to(self.device), optimizer))
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
         if self.plain_steps:  # Lightning's wrapper, which counts trainer.global_step, was bypassed
             advance_global_step(self.trainer, len(losses))
         return {"losses": torch.stack(losses)}
@@ -197,8 +224,10 @@ class LotteryModule(pl.LightningModule):
         first = trainer.datamodule.first_step + trainer.global_step  # the data stream's step
         for i in range(self.steps_per_batch):
             self.drawn.prepare(first + i)
+            self.set_lrs(trainer.global_step + i)  # in place: the captured step reads them
             self.step_graph()
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
         advance_global_step(trainer, self.steps_per_batch)
         return {"losses": self.step_losses.take(self.steps_per_batch)}
 
@@ -218,7 +247,20 @@ class LotteryModule(pl.LightningModule):
         """Mean loss and accuracy (None for regression) of a single job's network on ``(x, y)``, in eval mode."""
         return dict(self.evaluate_stack([(x, y)])[0])
 
+    def set_lrs(self, step: int) -> None:
+        """A batched stack's learning rates for global step ``step``: lottery ``k``'s base one times its
+        schedule's factor at that step of the level (levels are in lockstep). A LambdaLR sets a single one's."""
+        if not self.per_lottery:
+            return
+        optimizer = self.optimizers().optimizer
+        assert isinstance(optimizer, StackedOptimizer)
+        t = step - self.level_start
+        factors = [factor(t, self.level_steps) for factor in self.factors]
+        optimizer.scale_lrs(torch.tensor(factors, dtype=torch.float64))
+
     def configure_optimizers(self) -> dict[str, Any]:
+        if self.per_lottery:
+            return {"optimizer": build_stacked_optimizer(self.stack.parameters(), self.optims)}
         optimizer = build_optimizer(self.stack.parameters(), self.optim)
         factor = lr_factor(self.optim["schedule"], self.optim["warmup_steps"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(

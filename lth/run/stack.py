@@ -1,0 +1,192 @@
+"""Stacks of lotteries given as configs: which jobs one stack can train, and their members.
+
+A job trains a stack of K lotteries ("members"), each the single job of its own resolved config, written
+to its own ``paths.output_dir`` as that job would write it. ``train.replicates=K`` is the stack whose
+members are ``replicate_config(cfg, k)`` (seed ``seed + k``, directory ``replicate_k/``); a stacked sweep
+gives any members that ``incompatibility`` accepts.
+
+Members may differ in what each lottery has of its own in the stack: ``seed``, every ``optim.*`` key
+but ``optim.name`` (a stacked optimizer holds each lottery's hyperparameters, ``lth.lottery.stacked_optim``;
+each lottery runs its own LR schedule), ``prune.rate``, ``prune.output_rate``, ``prune.conv_rate``,
+``prune.rates``, ``prune.levels``, ``prune.scope``, ``prune.criterion``, every ``init.*`` key,
+``data.label_noise``, ``model.init``, and their directories (``paths.*``; every other value is compared
+with a path in the member's ``paths.output_dir`` written from ``${paths.output_dir}``, so ``logger.save_dir`` is the
+same key). Everything else is the stack key: the data and its splits, the architecture and its width,
+``train.*`` (steps, batch size, evaluation and checkpoint intervals, budget), ``optim.name``, the
+trainer, analyses, logger, ``prune.structure``, ``prune.exclude``, ``prune.at_init``... With
+``train.budget=flops`` a level's length follows its survivor counts, so there every ``prune.*`` key is
+in the stack key too, and the stack's pruning must keep counts equal across seeds (``prune.scope=layer``,
+as for replicates).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from torch import nn
+
+from lth.lottery import MaskedNetwork
+from lth.lottery.stacked import ListedNetworks, SingleNetwork, Stack, StackedNetworks
+from lth.lottery.supermask import LearnedSupermask
+from lth.run.checkpointing import remove_checkpoints
+from lth.run.job_dir import RunDirectory
+from lth.run.loggers import LotteryWandbLogger
+from lth.seeds import derived_seed
+
+# Keys (and the keys under them) in which the members of a stack may differ.
+MAY_DIFFER = (
+    "seed",
+    "optim",
+    "prune.rate",
+    "prune.output_rate",
+    "prune.conv_rate",
+    "prune.rates",
+    "prune.levels",
+    "prune.scope",
+    "prune.criterion",
+    "init",
+    "data.label_noise",
+    "model.init",
+    "paths",
+    "train.replicates",
+    "hydra",
+)
+SHARED = ("optim.name",)  # under a MAY_DIFFER key, yet in the stack key
+OUTPUT_DIR = "${paths.output_dir}"
+
+
+def _may_differ(key: str, flops: bool) -> bool:
+    if key in SHARED or any(key.startswith(f"{s}.") for s in SHARED):
+        return False
+    if flops and (key == "prune" or key.startswith("prune.")):
+        return False
+    return any(key == k or key.startswith(f"{k}.") for k in MAY_DIFFER)
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return container
+
+
+def stack_key(cfg: DictConfig) -> tuple[tuple[str, Any], ...]:
+    """What every member of a stack shares: ``cfg``'s resolved values but those a member may have of its
+    own (``MAY_DIFFER``), as sorted ``(dotted key, value)`` pairs (values as JSON), a path in its own
+    output directory written from ``${paths.output_dir}`` on."""
+    flat: dict[str, Any] = {}
+    _flatten(_resolved(cfg), "", flat)
+    out = str(cfg.paths.output_dir) if "paths" in cfg and "output_dir" in cfg.paths else None
+    flops = flat.get("train.budget") == "flops"
+    key = []
+    for name in sorted(flat):
+        if _may_differ(name, flops):
+            continue
+        value = flat[name]
+        if out and isinstance(value, str) and (value == out or value.startswith(out.rstrip("/") + "/")):
+            value = OUTPUT_DIR + value[len(out) :]  # a path in the member's own directory
+        key.append((name, json.dumps(value, sort_keys=True, default=str)))
+    return tuple(key)
+
+
+def incompatibility(configs: Sequence[DictConfig]) -> str | None:
+    """Why ``configs`` cannot be the members of one stack, in one line naming the first key that
+    differs (``model.hidden differs: [256, 128] vs [64]``), or None if they can."""
+    if not configs:
+        return "a stack needs at least one member"
+    first = dict(stack_key(configs[0]))
+    for cfg in configs[1:]:
+        other = dict(stack_key(cfg))
+        for name in sorted(first.keys() | other.keys()):
+            if first.get(name) != other.get(name):
+                a, b = first.get(name, "(absent)"), other.get(name, "(absent)")
+                return f"{name} differs: {a} vs {b}"
+    if len(configs) > 1:
+        if any(cfg.train.budget == "flops" for cfg in configs):
+            prune = configs[0].prune
+            if not (prune.scope == "layer" or (prune.levels == 0 and prune.get("at_init") is None)):
+                return (
+                    f"train.budget=flops with prune.scope={prune.scope}: each member would keep its own "
+                    "count per tensor, so its own level lengths (flops stacks need prune.scope=layer)"
+                )
+        if configs[0].prune.get("learned"):
+            optims = [_resolved(cfg)["optim"] for cfg in configs]
+            if any(o != optims[0] for o in optims):
+                return "optim differs: networks side by side (prune.learned) share one optimizer"
+        dirs = [str(cfg.paths.output_dir) for cfg in configs]
+        if len(set(dirs)) < len(dirs):
+            return f"paths.output_dir: two members write to {next(d for d in dirs if dirs.count(d) > 1)}"
+    return None
+
+
+def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
+    """The config of the single job that replicate ``k`` is: seed ``seed + k``, its own directory (and
+    what interpolates them, e.g. the logger's ``save_dir``), resolved."""
+    config = OmegaConf.create(OmegaConf.to_container(cfg))
+    config.seed = cfg.seed + k
+    config.train.replicates = 1
+    config.paths.output_dir = str(Path(cfg.paths.output_dir) / f"replicate_{k}")
+    return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+
+
+def member_config(cfg: DictConfig) -> DictConfig:
+    """A member as given, resolved (a single job's config: ``train.replicates=1``)."""
+    config = OmegaConf.create(_resolved(cfg))
+    config.train.replicates = 1
+    return config
+
+
+def member_loggers(config: DictConfig, k: int, replicate: bool) -> list[Logger]:
+    """Member ``k``'s experiment logger (``config``'s), as the single job it is would have it (a W&B run
+    opened beside the others; a replicate's named ``<the job's name>/replicate_k``)."""
+    if not config.logger:
+        return []
+    logger = instantiate(config.logger)
+    if isinstance(logger, LotteryWandbLogger):
+        if replicate:
+            logger.as_replicate(k)
+        else:
+            logger.beside_others()
+    return [logger]
+
+
+def build_stack(
+    cfg: DictConfig, models: list[nn.Module], configs: list[DictConfig], prunable: list[str], stacked: bool
+) -> Stack:
+    """The stack of ``models``: one plain network (a single job), the batched stack, or side by side
+    where the networks cannot be batched (the learned supermask draws its masks on the host)."""
+    if cfg.prune.get("learned"):
+        networks: list[MaskedNetwork] = [
+            LearnedSupermask(m, prunable, derived_seed(c.seed, "supermask"))
+            for m, c in zip(models, configs, strict=True)
+        ]
+        return ListedNetworks(networks) if stacked else SingleNetwork(networks[0])
+    if not stacked:
+        return SingleNetwork(MaskedNetwork(models[0], prunable))
+    return StackedNetworks(models, prunable)
+
+
+def finish_members(host: Path, members: Sequence[Path]) -> bool:
+    """The host job's own DONE once every member is done (``complete`` if all completed, else
+    ``diverged``), its checkpoints gone; whether it is done."""
+    done = [member / "DONE" for member in members]
+    if not all(path.exists() for path in done):
+        return False
+    statuses = {json.loads(path.read_text())["status"] for path in done}
+    run_dir = RunDirectory(host)
+    run_dir.mark_done("complete" if statuses == {"complete"} else "diverged", 0)  # no records here
+    remove_checkpoints(run_dir.checkpoint_dir)
+    return True
