@@ -19,11 +19,9 @@ float32 count, so that a lottery's state can be reset alone), ``exp_avg`` and ``
 whose ``.grad`` is None is skipped (its state untouched), as torch.optim does. ``load_state_dict`` copies
 the saved hyperparameters into the group's own tensors (their identity, read by a captured graph, kept).
 
-On the CPU the step is exact instead: each lottery's slices are stepped by torch.optim's own single-tensor
-kernels (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam`` with ``foreach=False``, what ``torch.optim``
-runs on CPU tensors) with that lottery's hyperparameters as Python floats, so a lottery of a stack ends
-to the bit as its single job, whose optimizer is torch.optim's (tested at one thread). The hyperparameters
-are read on the host there (``.tolist()``), which a CPU step may do.
+Where every lottery has the same hyperparameters, lth steps a stack with ``torch.optim`` itself (its
+elementwise step gives each slice exactly its single job's); these optimizers are for stacks whose
+lotteries differ.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.optim import adam as torch_adam
-from torch.optim import sgd as torch_sgd
 
 Hyper = float | bool | Sequence[float] | Sequence[bool] | Tensor  # one value for all K, or K values
 
@@ -128,13 +124,6 @@ class StackedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            stepped = [p for p in group["params"] if p.grad is not None]
-            if stepped and stepped[0].device.type == "cpu":
-                for p in stepped:
-                    if p.grad.is_sparse:
-                        raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                self._exact_step(stepped, group)
-                continue
             cast: dict[torch.dtype, dict[str, Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
@@ -146,10 +135,6 @@ class StackedOptimizer(torch.optim.Optimizer):
                 shape = (self.size,) + (1,) * (p.dim() - 1)
                 self._step_param(p, group, {k: v.view(shape) for k, v in cast[p.dtype].items()})
         return loss
-
-    def _exact_step(self, params: list[Tensor], group: dict[str, Any]) -> None:
-        """Step each lottery's slices of ``params`` (those with a gradient) with torch.optim's kernels."""
-        raise NotImplementedError
 
     def _coefficients(self, group: dict[str, Any]) -> dict[str, Tensor]:
         """The step's per-lottery factors, ``(K,)``, computed in the hyperparameters' precision."""
@@ -188,33 +173,6 @@ class StackedSGD(StackedOptimizer):
 
     def _coefficients(self, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"lr": group["lr"], "momentum": group["momentum"], "weight_decay": group["weight_decay"]}
-
-    def _exact_step(self, params: list[Tensor], group: dict[str, Any]) -> None:
-        hypers = {name: group[name].tolist() for name in self.HYPERS}
-        fresh = []
-        for p in params:
-            state = self.state[p]
-            fresh.append("momentum_buffer" not in state)
-            if fresh[-1]:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        bufs = [self.state[p]["momentum_buffer"] for p in params]
-        for k in range(len(hypers["lr"])):
-            own: list[Tensor | None] = [None if new else buf[k] for new, buf in zip(fresh, bufs, strict=True)]
-            torch_sgd.sgd(
-                [p.detach()[k] for p in params],
-                [p.grad[k] for p in params],
-                own,
-                foreach=False,
-                weight_decay=hypers["weight_decay"][k],
-                momentum=hypers["momentum"][k],
-                lr=hypers["lr"][k],
-                dampening=0.0,
-                nesterov=bool(hypers["nesterov"][k]),
-                maximize=False,
-            )
-            for new, buf, made in zip(fresh, bufs, own, strict=True):
-                if new and made is not None:  # torch's first buffer: a clone of the gradient
-                    buf[k].copy_(made)
 
     def _step_param(self, p: Tensor, group: dict[str, Any], c: dict[str, Tensor]) -> None:
         state = self.state[p]
@@ -275,31 +233,6 @@ class StackedAdam(StackedOptimizer):
         else:
             c["weight_decay"] = wd
         return c
-
-    def _exact_step(self, params: list[Tensor], group: dict[str, Any]) -> None:
-        hypers = {name: group[name].tolist() for name in self.HYPERS}
-        for p in params:
-            self._init_state(p)
-        states = [self.state[p] for p in params]
-        for k in range(len(hypers["lr"])):
-            torch_adam.adam(
-                [p.detach()[k] for p in params],
-                [p.grad[k] for p in params],
-                [s["exp_avg"][k] for s in states],
-                [s["exp_avg_sq"][k] for s in states],
-                [],
-                [s["step"][k] for s in states],
-                foreach=False,
-                capturable=False,
-                decoupled_weight_decay=bool(group["decoupled_weight_decay"]),
-                amsgrad=False,
-                beta1=hypers["beta1"][k],
-                beta2=hypers["beta2"][k],
-                lr=hypers["lr"][k],
-                weight_decay=hypers["weight_decay"][k],
-                eps=hypers["eps"][k],
-                maximize=False,
-            )
 
     def _init_state(self, p: Tensor) -> None:
         state = self.state[p]

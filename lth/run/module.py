@@ -7,11 +7,12 @@ loss by task, one optimizer and LR schedule over the stack.
 
 The LR schedule is a function of the step *within* the level and the level's length, so every level
 replays the schedule over its own steps; the PruningCallback calls ``start_level`` at each level start
-(and clears the optimizer state). A single network (K=1, and networks side by side) has one torch.optim
-optimizer and a ``LambdaLR``; a batched stack (``StackedNetworks``) has a stacked optimizer
-(``lth.lottery.stacked_optim``) with each lottery's own hyperparameters (``optims[k]``), and each lottery's
-learning rate is set before every step to its base one times its own schedule's factor (``set_lrs``):
-in place, so a captured step reads it too.
+(and clears the optimizer state). Lotteries with one optim config (a single job, replicates, a stack
+that varies anything else) share one torch.optim optimizer and a ``LambdaLR``: its elementwise step
+gives each slice exactly its single job's. A batched stack (``StackedNetworks``) whose lotteries differ
+in ``optim.*`` has a stacked optimizer (``lth.lottery.stacked_optim``) with each lottery's own
+hyperparameters (``optims[k]``), each lottery's learning rate set before every step to its base one
+times its own schedule's factor (``set_lrs``): in place, so a captured step reads it too.
 
 One Lightning batch is a run of ``steps_per_batch`` optimizer steps of the whole stack (set by the
 PruningCallback before each batch, stopping at the next step where anything happens: evaluation, level
@@ -102,11 +103,15 @@ class LotteryModule(pl.LightningModule):
         self.loss = LOSSES[task]
         self.evaluate_stack = StackEvaluator(stack, self.loss, task == "classification")
         self.optim = dict(optim)
-        self.per_lottery = isinstance(stack, StackedNetworks)  # a stacked optimizer, a schedule per lottery
         self.optims = [dict(o) for o in optims] if optims is not None else [self.optim] * len(stack)
         if len(self.optims) != len(stack):
             raise ValueError(f"lth: {len(self.optims)} optim configs for a stack of {len(stack)}")
-        if not self.per_lottery and any(o != self.optims[0] for o in self.optims):
+        # lotteries that differ in optim.*: a stacked optimizer and a schedule each; else torch.optim (exact)
+        self.per_lottery = any(o != self.optims[0] for o in self.optims)
+        self.optim = self.optims[
+            0
+        ]  # the one config of lotteries that share it (the members', not the host's)
+        if self.per_lottery and not isinstance(stack, StackedNetworks):
             raise ValueError(
                 "lth: the lotteries of a stack of networks side by side (prune.learned) share their optim "
                 "config; differing optim.* need a batched stack"
