@@ -44,7 +44,7 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
 
 def analyse_job(path: Path, names: Sequence[str] | None, redo: bool = False) -> list[str]:
     """Run the analyses on every saved level of the job at ``path``; return one line per problem."""
-    from lth.run.job import build_datamodule, model_factory  # Lightning: only once there is a job
+    from lth.run.building import build_datamodule, model_factory  # torch: only once there is a job
 
     run_dir = RunDirectory(path)
     records = [LevelRecord.from_dict(r) for r in read_job_files(path)[0]]

@@ -25,8 +25,8 @@ from lth.analysis.update_spectrum import update_spectrum
 from lth.data.memory import noisy_labels
 from lth.errors import ConfigError
 from lth.models import MLP, ConvNet, ResNet
+from lth.run.building import build_datamodule
 from lth.run.config import CONF_DIR, check_config, precheck, sweep_jobs
-from lth.run.job import build_datamodule
 
 
 def level_of(weights: dict[str, torch.Tensor], theta_0: dict[str, torch.Tensor], **more: object) -> Level:

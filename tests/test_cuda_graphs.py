@@ -13,9 +13,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from lth.data.memory import ReplicateData, ShuffledBatches, epoch_permutation
+from lth.run.building import build_datamodule
 from lth.run.config import CONF_DIR
 from lth.run.cuda_graphs import DeviceLosses, StepGraph, make_capturable, plan_capture
-from lth.run.job import build_datamodule, build_job, execute
+from lth.run.job import build_job, execute
 from tests.conftest import Crash, CrashAt
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
