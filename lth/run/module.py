@@ -116,7 +116,10 @@ class LotteryModule(pl.LightningModule):
                 "lth: the lotteries of a stack of networks side by side (prune.learned) share their optim "
                 "config; differing optim.* need a batched stack"
             )
-        self.factors = [lr_factor(o["schedule"], o["warmup_steps"]) for o in self.optims]
+        # each lottery's schedule, where they differ (else the LambdaLR's)
+        self.factors = (
+            [lr_factor(o["schedule"], o["warmup_steps"]) for o in self.optims] if self.per_lottery else []
+        )
         self.level_start, self.level_steps = 0, 1  # the current level's global steps; see start_level
         self.steps_per_batch = 1  # optimizer steps of the next training batch (set by the PruningCallback)
         self.plain_steps = False  # set in on_fit_start: plain PyTorch steps, several per batch
