@@ -172,3 +172,28 @@ def test_a_bad_max_stack_is_one_line(lth_cli: Cli, tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "hydra.sweeper.max_stack=0; allowed: an integer >= 1 or auto" in result.stderr
+
+
+def test_the_precheck_checks_every_job_of_a_stacked_sweep(lth_cli: Cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = lth_cli("-m", STACKED, *TINY, "prune.rate=0.2,1.5", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 2 and not sweep.exists()
+    assert result.stderr.strip().splitlines() == [
+        "lth: invalid config: prune.rate=1.5; allowed: a number in (0, 1)"
+    ]
+
+
+def test_submitit_local_launches_the_stacks(lth_cli: Cli, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    grid = ["train.batch_size=32,64", "seed=0,1"]
+    launcher = "hydra/launcher=submitit_local"
+    result = lth_cli("-m", STACKED, launcher, *TINY, *grid, f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 4 jobs") == [
+        "lth: 4 jobs in 2 stacks (they differ in train.batch_size)"
+    ]
+    assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
+    assert job_dirs(stacked) == job_dirs(single) and len(job_dirs(single)) == 4
+    for name in job_dirs(single):
+        assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
