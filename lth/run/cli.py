@@ -77,8 +77,8 @@ def job(cfg: DictConfig) -> list[dict[str, Any]]:
             return run(cfg)
         with open_dict(cfg):  # the host job of a stacked sweep's stack: its members are in the manifest
             del cfg[STACK_KEY]
-        members, overrides = load_members(stack)
-        return run(cfg, members, overrides)
+        members, hydras = load_members(stack)
+        return run(cfg, members, hydras)
     except ConfigError as exc:
         RunDirectory(cfg.paths.output_dir).discard_if_unused()
         print(exc, file=sys.stderr)

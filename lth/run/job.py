@@ -246,7 +246,7 @@ class Job:
 def build_job(
     cfg: DictConfig,
     members: Sequence[DictConfig] | None = None,
-    overrides: Sequence[Sequence[str]] | None = None,
+    hydras: Sequence[DictConfig] | None = None,
 ) -> Job:
     """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
 
@@ -254,8 +254,8 @@ def build_job(
     ``paths.output_dir`` where it writes that job's files; they must be compatible
     (``lth.run.stack.incompatibility``). ``cfg`` is then the host job: its data, model architecture,
     trainer and Trainer settings are the stack's, its directory holds the stack's checkpoints and, once
-    every member is done, its DONE; ``overrides``, each member's own (a stacked sweep's jobs), go to its
-    ``meta.json`` instead of the host's. Without members, ``train.replicates=K`` > 1 is the stack of
+    every member is done, its DONE; ``hydras``: each member's own Hydra config (a stacked sweep's jobs, ``{hydra: ...}``), whose
+    overrides go to its ``meta.json`` and under which its logger is made (its W&B run's name and group). Without members, ``train.replicates=K`` > 1 is the stack of
     ``replicate_config(cfg, k)``, and otherwise ``cfg`` is a single job (one plain network).
     """
     started = now()
@@ -334,7 +334,9 @@ def build_job(
             RunDirectory(c.paths.output_dir),
             c.results.save_weights,
             writes=stacked or rank_zero_only.rank == 0,
-            loggers=member_loggers(c, k, replicate) if stacked else [],
+            loggers=member_loggers(c, k, replicate, hydras[k] if hydras is not None else None)
+            if stacked
+            else [],
         )
         for lottery, c, k in zip(lotteries, configs, indices, strict=True)
     ]
@@ -381,7 +383,7 @@ def build_job(
         started,
         stacked,
         [Path(c.paths.output_dir) for c in everyone] if stacked else [],
-        [list(overrides[k]) for k in indices] if overrides is not None else None,
+        [list(hydras[k].hydra.overrides.task) for k in indices] if hydras is not None else None,
     )
 
 
@@ -456,10 +458,10 @@ def finish_stack(job: Job) -> None:
 def run(
     cfg: DictConfig,
     members: Sequence[DictConfig] | None = None,
-    overrides: Sequence[Sequence[str]] | None = None,
+    hydras: Sequence[DictConfig] | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Run one job and return its per-level records (a stack's, ``members`` given or ``train.replicates``
-    > 1: each member's, ``overrides`` each member's own); a finished job is not run again."""
+    > 1: each member's, ``hydras`` their own Hydra configs); a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
@@ -471,4 +473,4 @@ def run(
         if replicates > 1:
             return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
-    return execute(build_job(cfg, members, overrides))
+    return execute(build_job(cfg, members, hydras))

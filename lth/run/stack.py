@@ -25,6 +25,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
@@ -64,12 +65,21 @@ def member_config(cfg: DictConfig) -> DictConfig:
     return config
 
 
-def member_loggers(config: DictConfig, k: int, replicate: bool) -> list[Logger]:
+def member_loggers(
+    config: DictConfig, k: int, replicate: bool, hydra: DictConfig | None = None
+) -> list[Logger]:
     """Member ``k``'s experiment logger (``config``'s), as the single job it is would have it (a W&B run
-    opened beside the others; a replicate's named ``<the job's name>/replicate_k``)."""
+    opened beside the others; a replicate's named ``<the job's name>/replicate_k``); made under
+    ``hydra``, the member's own Hydra config where it has one (a stacked sweep's job: its run's name)."""
     if not config.logger:
         return []
-    logger = instantiate(config.logger)
+    previous = HydraConfig.instance().cfg
+    try:
+        if hydra is not None:
+            HydraConfig.instance().cfg = hydra  # type: ignore[assignment]
+        logger = instantiate(config.logger)
+    finally:
+        HydraConfig.instance().cfg = previous
     if isinstance(logger, LotteryWandbLogger):
         if replicate:
             logger.as_replicate(k)

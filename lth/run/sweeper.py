@@ -219,12 +219,12 @@ class StackedSweeper(BasicSweeper):
         return [results]
 
 
-def load_members(manifest: str | Path) -> tuple[list[DictConfig], list[list[str]]]:
+def load_members(manifest: str | Path) -> tuple[list[DictConfig], list[DictConfig]]:
     """A stack's members from the manifest the sweeper wrote: each member's config resolved as its
     unstacked job resolves it (its ``.hydra`` files, ``${hydra:...}`` from its own Hydra config), and
-    its overrides."""
+    that Hydra config (``{hydra: ...}``, as read back from its ``hydra.yaml``)."""
     entries = OmegaConf.load(manifest).members
-    configs, overrides = [], []
+    configs, hydras = [], []
     previous = HydraConfig.instance().cfg
     try:
         for entry in entries:
@@ -233,7 +233,7 @@ def load_members(manifest: str | Path) -> tuple[list[DictConfig], list[list[str]
             hydra = OmegaConf.load(hydra_dir / "hydra.yaml")
             HydraConfig.instance().cfg = hydra  # type: ignore[assignment]  # as read back: a plain node
             configs.append(OmegaConf.create(OmegaConf.to_container(task, resolve=True)))
-            overrides.append(list(entry.overrides))
+            hydras.append(hydra)
     finally:
         HydraConfig.instance().cfg = previous
-    return configs, overrides
+    return configs, hydras
