@@ -9,7 +9,7 @@ model.hidden)``) and launches one launcher job per stack (any launcher: basic, j
 - a stack of several lotteries runs in ``<sweep dir>/.stacks/stack_<i>_<hash>`` (hidden: no report or
   sweep table lists it; it holds the stack's checkpoints and, once every member is done, its DONE). The
   sweeper writes each member's ``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them for the
-  unstacked job, and ``members.yaml`` beside the stack's directory (each member's job number, overrides
+  unstacked job, and ``stack_<i>_<hash>.yaml`` beside the stack's directory (each member's job number, overrides
   and directory), passed to the job as ``+lth_stack=<that file>``; the job (``lth.run.cli.job``) loads
   each member from its ``.hydra`` files and trains them all (``lth.run.job.run(host, members)``);
 - a stack of one lottery is that job, launched as the unstacked sweep launches it, in its own directory.
