@@ -150,7 +150,12 @@ def find_jobs(root: Path) -> list[Job]:
     ``train.replicates`` job's replicates, not the job itself)."""
     dirs = {p.parent for name in ("results.jsonl", "DONE") for p in root.rglob(name)}
     dirs |= {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
-    jobs = [d for d in sorted(dirs) if "wandb" not in d.relative_to(root).parts]
+    # not W&B's files, nor a hidden directory's (a stacked sweep's stacks, .stacks/: their lotteries are jobs)
+    jobs = [
+        d
+        for d in sorted(dirs)
+        if not any(part == "wandb" or part.startswith(".") for part in d.relative_to(root).parts)
+    ]
     return [load_job(d) for d in jobs if not (d / "replicate_0").is_dir()]
 
 

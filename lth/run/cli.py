@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra._internal.utils import get_args_parser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from lth.errors import ConfigError
 from lth.run import naming  # noqa: F401  (registers the job-directory resolver)
 from lth.run.config import precheck
 from lth.run.resume import NO_JOB, is_rank_zero, pinned_argv
+from lth.run.sweeper import STACK_KEY, load_members
 
 
 def _no_litlogger_advert(record: logging.LogRecord) -> bool:
@@ -71,7 +72,13 @@ def job(cfg: DictConfig) -> list[dict[str, Any]]:
     from lth.run.job_dir import RunDirectory
 
     try:
-        return run(cfg)
+        stack = cfg.get(STACK_KEY)
+        if stack is None:
+            return run(cfg)
+        with open_dict(cfg):  # the host job of a stacked sweep's stack: its members are in the manifest
+            del cfg[STACK_KEY]
+        members, hydras = load_members(stack)
+        return run(cfg, members, hydras)
     except ConfigError as exc:
         RunDirectory(cfg.paths.output_dir).discard_if_unused()
         print(exc, file=sys.stderr)

@@ -66,6 +66,7 @@ from lth.run.stack import (
     member_loggers,
     replicate_config,
 )
+from lth.run.sweeper import STACKS_DIR
 from lth.run.threads import apply_threads, job_threads, lightning_kwargs
 from lth.run.ticket import load_ticket
 from lth.seeds import derived_seed
@@ -92,6 +93,7 @@ class Job:
         False  # a stack of members (train.replicates or given): each lottery writes to its own directory
     )
     member_dirs: list[Path] = field(default_factory=list)  # every member's directory (on every rank)
+    overrides: list[list[str]] | None = None  # lottery k's command-line overrides (a stacked sweep's members)
 
     @property
     def lottery(self) -> Lottery:
@@ -108,14 +110,19 @@ class Job:
         return self.stacked
 
 
-def build_job(cfg: DictConfig, members: Sequence[DictConfig] | None = None) -> Job:
+def build_job(
+    cfg: DictConfig,
+    members: Sequence[DictConfig] | None = None,
+    hydras: Sequence[DictConfig] | None = None,
+) -> Job:
     """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
 
     ``members``: the stack's K >= 1 lotteries, each the config of the single job it is, with its own
     ``paths.output_dir`` where it writes that job's files; they must be compatible
     (``lth.run.stack.incompatibility``). ``cfg`` is then the host job: its data, model architecture,
     trainer and Trainer settings are the stack's, its directory holds the stack's checkpoints and, once
-    every member is done, its DONE. Without members, ``train.replicates=K`` > 1 is the stack of
+    every member is done, its DONE; ``hydras``: each member's own Hydra config (a stacked sweep's jobs, ``{hydra: ...}``), whose
+    overrides go to its ``meta.json`` and under which its logger is made (its W&B run's name and group). Without members, ``train.replicates=K`` > 1 is the stack of
     ``replicate_config(cfg, k)``, and otherwise ``cfg`` is a single job (one plain network).
     """
     started = now()
@@ -194,7 +201,9 @@ def build_job(cfg: DictConfig, members: Sequence[DictConfig] | None = None) -> J
             RunDirectory(c.paths.output_dir),
             c.results.save_weights,
             writes=stacked or rank_zero_only.rank == 0,
-            loggers=member_loggers(c, k, replicate) if stacked else [],
+            loggers=member_loggers(c, k, replicate, hydras[k] if hydras is not None else None)
+            if stacked
+            else [],
         )
         for lottery, c, k in zip(lotteries, configs, indices, strict=True)
     ]
@@ -241,6 +250,7 @@ def build_job(cfg: DictConfig, members: Sequence[DictConfig] | None = None) -> J
         started,
         stacked,
         [Path(c.paths.output_dir) for c in everyone] if stacked else [],
+        [list(hydras[k].hydra.overrides.task) for k in indices] if hydras is not None else None,
     )
 
 
@@ -258,9 +268,10 @@ def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     if replicates and rank_zero_only.rank == 0:
         job.run_dir.write_config(OmegaConf.to_yaml(job.config))
     provenances = [Provenance(out.run_dir.meta_file) for out in owned]
-    for out, config, provenance in zip(job.outputs, job.configs, provenances, strict=False):
+    for k, (out, config, provenance) in enumerate(zip(job.outputs, job.configs, provenances, strict=False)):
         out.run_dir.write_config(OmegaConf.to_yaml(config))
-        provenance.start(fields, job.started)
+        own = {"overrides": job.overrides[k]} if job.overrides is not None else {}
+        provenance.start(fields | own, job.started)
     metas = [run_config(p.meta) for p in provenances] or [{}]
     configs = [OmegaConf.to_container(c) | meta for c, meta in zip(job.configs, metas, strict=False)]
     if replicates:
@@ -305,15 +316,19 @@ def finish_stack(job: Job) -> None:
     """A stack's host job's own DONE once every member is done (on every rank), and the members' table
     (of the directory holding them all: the job's, for replicates)."""
     finish_members(job.run_dir.path, job.member_dirs)
+    if job.run_dir.path.parent.name == STACKS_DIR:  # a stacked sweep's: its table comes at the sweep's end
+        return
     common = Path(os.path.commonpath([str(d) for d in job.member_dirs]))
     Console().print(sweep_table(common.parent if common in job.member_dirs else common))
 
 
 def run(
-    cfg: DictConfig, members: Sequence[DictConfig] | None = None
+    cfg: DictConfig,
+    members: Sequence[DictConfig] | None = None,
+    hydras: Sequence[DictConfig] | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Run one job and return its per-level records (a stack's, ``members`` given or ``train.replicates``
-    > 1: each member's); a finished job is not run again."""
+    > 1: each member's, ``hydras`` their own Hydra configs); a finished job is not run again."""
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
@@ -325,4 +340,4 @@ def run(
         if replicates > 1:
             return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
         return read_job_files(run_dir.path)[0]
-    return execute(build_job(cfg, members))
+    return execute(build_job(cfg, members, hydras))

@@ -1,0 +1,199 @@
+"""hydra/sweeper=stacked: a sweep's compatible lotteries train as stacks, each lottery still the job
+directory the unstacked sweep gives it (lth.run.sweeper)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lth.report import report
+from lth.run.sweeper import AUTO_MAX_STACK, max_stack_size
+from tests.conftest import LTH_TRAIN
+from tests.test_replicates import assert_same_lottery
+from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
+
+TINY = ["train.steps=30", "train.eval_every=10", "prune.levels=1", "logger=none", "trainer.accelerator=cpu"]
+GRID = ["prune.rate=0.2,0.5", "optim.lr=0.01,0.05", "seed=0,1"]
+STACKED = "hydra/sweeper=stacked"
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def job_dirs(sweep: Path) -> list[str]:
+    return sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def jobs_table(sweep: Path, out: Path) -> list[dict[str, str]]:
+    """``lth.report``'s jobs.csv rows, without wall time and the job's own path."""
+    report(sweep, out)
+    with (out / "jobs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return [{k: v for k, v in row.items() if "wall" not in k and k not in ("path", "dir")} for row in rows]
+
+
+def lines_starting(output: str, prefix: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(prefix)]
+
+
+def test_a_stacked_sweep_gives_the_unstacked_sweeps_job_directories_and_lotteries(
+    lth_cli: Cli, tmp_path: Path
+) -> None:
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    result = lth_cli("-m", STACKED, *TINY, *GRID, f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 8 jobs") == ["lth: 8 jobs in 1 stack"]
+    result = lth_cli("-m", *TINY, *GRID, f"hydra.sweep.dir={single}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    names = job_dirs(single)
+    assert len(names) == 8 and job_dirs(stacked) == names
+    assert [p.name for p in (stacked / ".stacks").iterdir() if p.is_dir()] != []
+    for name in names:
+        a, b = stacked / name, single / name
+        assert (a / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
+        assert (a / "config.yaml").read_text().replace(str(a), "X") == (
+            b / "config.yaml"
+        ).read_text().replace(str(b), "X")
+        assert_same_lottery(a, b, rel=1e-5, levels=2)
+        overrides = json.loads((a / "meta.json").read_text())["overrides"]
+        assert overrides == json.loads((b / "meta.json").read_text())["overrides"]
+    assert jobs_table(stacked, tmp_path / "report_stacked") == jobs_table(single, tmp_path / "report_single")
+
+
+def test_a_grid_of_incompatible_lotteries_splits_into_stacks_and_says_why(
+    lth_cli: Cli, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    result = lth_cli("-m", STACKED, *TINY, "train.batch_size=32,64", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 4 jobs") == [
+        "lth: 4 jobs in 2 stacks (they differ in train.batch_size)"
+    ]
+    assert len([p for p in (sweep / ".stacks").iterdir() if p.is_dir()]) == 2
+    assert len(job_dirs(sweep)) == 4 and all((sweep / n / "DONE").exists() for n in job_dirs(sweep))
+    assert "sweep " + str(sweep) in result.stdout  # the sweep's table, of the lotteries
+    assert ".stacks" not in result.stdout.split("sweep " + str(sweep))[-1]
+
+
+def test_max_stack_caps_a_stack_and_a_stack_of_one_is_the_plain_job(lth_cli: Cli, tmp_path: Path) -> None:
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    grid = ["seed=0,1,2"]
+    result = lth_cli("-m", STACKED, "hydra.sweeper.max_stack=2", *TINY, *grid, f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 3 jobs") == [
+        "lth: 3 jobs in 2 stacks (at most hydra.sweeper.max_stack each)"
+    ]
+    assert len([p for p in (stacked / ".stacks").iterdir() if p.is_dir()]) == 1  # the one of 2
+    assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
+    assert job_dirs(stacked) == job_dirs(single)
+    for name in job_dirs(single):
+        assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
+
+
+def test_rerunning_a_finished_stacked_sweep_trains_nothing(lth_cli: Cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", STACKED, *TINY, "optim.lr=0.01,0.05", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    first = lth_cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.jsonl")}
+    again = lth_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert lines_starting(again.stdout, "lth: 4 jobs") == ["lth: 4 jobs in 1 stack"]
+    assert "Launching" not in again.stdout + again.stderr and "lotteries, level" not in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("results.jsonl")} == before
+    assert again.stdout.count("complete") == 4  # the sweep's table
+
+
+def stack_checkpoint(proc: subprocess.Popen[str], sweep: Path) -> Path:
+    """The checkpoint of the sweep's (first) stack, once its directory exists."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        found = sorted(p for p in (sweep / ".stacks").glob("stack_*") if p.is_dir())
+        if found:
+            return found[0] / "checkpoints" / "last.ckpt"
+        time.sleep(0.01)
+    return sweep / ".stacks" / "none"
+
+
+def test_kill_9_of_a_stacked_sweep_then_rerun_equals_an_uninterrupted_one(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    job = [
+        "train.steps=150",
+        "train.eval_every=10",
+        "train.checkpoint_every=7",
+        "train.batch_size=32",
+        "prune.levels=2",
+        "logger=none",
+        "trainer.accelerator=cpu",
+        "optim.lr=0.01,0.05",
+        "seed=0,1",
+    ]
+
+    def start(sweep: Path) -> subprocess.Popen[str]:
+        log = open(f"{sweep}.log", "a")  # noqa: SIM115 (closed with the process)
+        args = [*LTH_TRAIN, "-m", STACKED, *job, f"hydra.sweep.dir={sweep}"]
+        env = cli_env | {"OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    assert start(reference).wait(timeout=300) == 0
+    kills = 0
+    for _ in range(4):
+        proc = start(interrupted)
+        wait_for_new_checkpoint(proc, stack_checkpoint(proc, interrupted))
+        kills += kill(proc)
+        if kills == 2:
+            break
+    assert kills == 2
+    assert not all((interrupted / n / "DONE").exists() for n in job_dirs(interrupted))
+    assert start(interrupted).wait(timeout=300) == 0
+    assert Path(f"{interrupted}.log").read_text().count("resuming from") >= kills
+    names = job_dirs(reference)
+    assert len(names) == 4 and job_dirs(interrupted) == names
+    for name in names:
+        assert_same_results(reference / name, interrupted / name)
+
+
+@pytest.mark.parametrize(("value", "size"), [("auto", AUTO_MAX_STACK), (3, 3)])
+def test_max_stack_is_a_positive_integer_or_auto(value: object, size: int) -> None:
+    assert max_stack_size(value) == size
+
+
+def test_a_bad_max_stack_is_one_line(lth_cli: Cli, tmp_path: Path) -> None:
+    result = lth_cli(
+        "-m", STACKED, "hydra.sweeper.max_stack=0", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 's'}"
+    )
+    assert result.returncode != 0
+    assert "hydra.sweeper.max_stack=0; allowed: an integer >= 1 or auto" in result.stderr
+
+
+def test_the_precheck_checks_every_job_of_a_stacked_sweep(lth_cli: Cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = lth_cli("-m", STACKED, *TINY, "prune.rate=0.2,1.5", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 2 and not sweep.exists()
+    assert result.stderr.strip().splitlines() == [
+        "lth: invalid config: prune.rate=1.5; allowed: a number in (0, 1)"
+    ]
+
+
+def test_submitit_local_launches_the_stacks(lth_cli: Cli, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    grid = ["train.batch_size=32,64", "seed=0,1"]
+    launcher = "hydra/launcher=submitit_local"
+    result = lth_cli("-m", STACKED, launcher, *TINY, *grid, f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 4 jobs") == [
+        "lth: 4 jobs in 2 stacks (they differ in train.batch_size)"
+    ]
+    assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
+    assert job_dirs(stacked) == job_dirs(single) and len(job_dirs(single)) == 4
+    for name in job_dirs(single):
+        assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
