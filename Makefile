@@ -38,9 +38,10 @@ report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SW
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--threads 2"; ARGS="--compare-threads 1 2": the default job at 1 and 2 threads), then the replicate table and, with a GPU, the CUDA table
+bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--threads 2"; ARGS="--compare-threads 1 2": the default job at 1 and 2 threads), then the replicate table, the stacked-sweep time and, with a GPU, the CUDA table
 	$(PY) -m lth.bench $(ARGS)
 	$(PY) -m lth.bench --replicates --threads 1 2
+	$(PY) -m lth.bench --sweep
 	$(PY) -m lth.bench --cuda
 
 lint: $(STAMP)  ## ruff check and format check

@@ -15,6 +15,9 @@ batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and re
 (``train.replicates=K``, K from ``--sizes``) against K sequential single jobs, for the MNIST-1D MLP and
 LeNet-300-100 (Adam).
 
+``--sweep`` instead times the mission's sweep (``-m prune.rate=0.2,0.5 optim.lr=0.01,0.1 seed=0,1``,
+the default job, one thread) as two whole processes, unstacked and ``hydra/sweeper=stacked``.
+
 ``--cuda`` instead prints, where a CUDA device is present, steps/s of one lottery and lottery-steps/s of
 K stacked replicates, eager against captured (``trainer.cuda_graphs``), for the same two models, and the
 default job's level on the GPU against one CPU thread.
@@ -27,7 +30,10 @@ import contextlib
 import copy
 import io
 import itertools
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -375,6 +381,29 @@ def cuda_main(sizes: list[int]) -> None:
         print("\n".join(cuda_table(Path(tmp), sizes)), flush=True)
 
 
+SWEEP = ["prune.rate=0.2,0.5", "optim.lr=0.01,0.1", "seed=0,1"]  # the mission's example sweep
+SWEEP_TARGET = 2.5  # stacked against unstacked, wall clock, 1 thread
+
+
+def sweep_main(overrides: list[str]) -> None:
+    """Wall seconds of the mission's sweep at the default job, unstacked and ``hydra/sweeper=stacked``,
+    each a whole ``python -m lth.train -m`` process at one thread (``logger=none``)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, sweeper in (("unstacked", []), ("stacked", ["hydra/sweeper=stacked"])):
+            args = [*sweeper, *SWEEP, "logger=none", "trainer.threads=1", *overrides]
+            command = [sys.executable, "-m", "lth.train", "-m", *args, f"hydra.sweep.dir={tmp}/{name}"]
+            start = time.perf_counter()
+            subprocess.run(command, cwd=tmp, env=env, check=True, capture_output=True)
+            times[name] = time.perf_counter() - start
+    ratio = times["unstacked"] / times["stacked"]
+    ok = "ok" if ratio >= SWEEP_TARGET else "MISSED"
+    print(f"sweep -m {' '.join(SWEEP)} (default job, 1 thread, torch {torch.__version__}):")
+    print(f"  unstacked {times['unstacked']:.0f} s, stacked {times['stacked']:.0f} s: {ratio:.1f}x")
+    print(f"  (target >= {SWEEP_TARGET}x: {ok})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lth.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per level (default 1000)")
@@ -404,6 +433,11 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes", type=int, nargs="+", default=[1, 8, 64], help="K of --replicates and --cuda"
     )
     parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: the wall time of the mission's 8-job sweep, unstacked against hydra/sweeper=stacked",
+    )
+    parser.add_argument(
         "--cuda",
         action="store_true",
         help="instead: eager vs captured steps on the GPU (where one is present)",
@@ -418,6 +452,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.replicates:
         replicates_main(args.threads, args.sizes)
+        return
+    if args.sweep:
+        sweep_main(args.overrides)
         return
     torch.set_num_threads(args.threads[0])
     args.overrides = [f"trainer.threads={args.threads[0]}", *args.overrides]
