@@ -96,6 +96,24 @@ def test_max_stack_caps_a_stack_and_a_stack_of_one_is_the_plain_job(lth_cli: Cli
         assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
 
 
+def test_a_job_of_replicates_runs_alone_stacking_its_own_replicates(lth_cli: Cli, tmp_path: Path) -> None:
+    """train.replicates=2 in a stacked sweep: each job is its own stack of its replicates (replicate_k/),
+    as in the unstacked sweep, never joined to another job with its replicates dropped."""
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    grid = ["seed=0,5", "train.replicates=2"]
+    result = lth_cli("-m", STACKED, *TINY, *grid, f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 2 jobs") == [
+        "lth: 2 jobs in 2 stacks (a job with train.replicates > 1 stacks its own replicates)"
+    ]
+    assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
+    assert job_dirs(stacked) == job_dirs(single)
+    for name in job_dirs(single):
+        for k in range(2):
+            replicate = f"{name}/replicate_{k}"
+            assert_same_lottery(stacked / replicate, single / replicate, levels=2)
+
+
 def test_rerunning_a_finished_stacked_sweep_trains_nothing(lth_cli: Cli, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", STACKED, *TINY, "optim.lr=0.01,0.05", "seed=0,1", f"hydra.sweep.dir={sweep}"]

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
+from lth.errors import ConfigError
 from lth.lottery import MaskedNetwork
 from lth.lottery.stacked import ListedNetworks, SingleNetwork, Stack, StackedNetworks
 from lth.lottery.supermask import LearnedSupermask
@@ -59,9 +60,14 @@ def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
 
 
 def member_config(cfg: DictConfig) -> DictConfig:
-    """A member as given, resolved (a single job's config: ``train.replicates=1``)."""
+    """A member as given, resolved: a single job's config (one with ``train.replicates`` > 1 is refused:
+    a stacked sweep runs such a job alone, stacking its own replicates)."""
     config = OmegaConf.create(_resolved(cfg))
-    config.train.replicates = 1
+    if config.train.replicates != 1:
+        raise ConfigError(
+            f"lth: invalid config: train.replicates={config.train.replicates} in a member of a stack; allowed: 1 "
+            "(a job of replicates is a stack of its own)"
+        )
     return config
 
 

@@ -74,11 +74,14 @@ def max_stack_size(value: Any) -> int:
 def group(members: list[Member], max_stack: int) -> list[list[Member]]:
     """Members with equal stack keys, in job order, in stacks of at most ``max_stack``; a group the
     stack checks refuse (``incompatibility``, e.g. a flops budget with prune.scope=global) runs its
-    lotteries one by one."""
+    lotteries one by one. A job with ``train.replicates`` > 1 runs alone, stacking its own replicates."""
     by_key: dict[tuple[tuple[str, Any], ...], list[Member]] = {}
-    for member in members:
-        by_key.setdefault(member.key, []).append(member)
     stacks = []
+    for member in members:
+        if member.resolved.train.replicates > 1:  # a job of replicates: the stack of its own replicates
+            stacks.append([member])
+        else:
+            by_key.setdefault(member.key, []).append(member)
     for same in by_key.values():
         for i in range(0, len(same), max_stack):
             chunk = same[i : i + max_stack]
@@ -103,6 +106,8 @@ def summary(n_jobs: int, stacks: list[list[Member]]) -> str:
     if differ:
         shown = ", ".join(differ[:4]) + (f" and {len(differ) - 4} more" if len(differ) > 4 else "")
         text += f" (they differ in {shown})"
+    elif any(s[0].resolved.train.replicates > 1 for s in stacks):
+        text += " (a job with train.replicates > 1 stacks its own replicates)"
     elif len(stacks) > 1:
         text += " (at most hydra.sweeper.max_stack each)"
     return text
