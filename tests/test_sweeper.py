@@ -17,6 +17,7 @@ from lth.run.sweeper import AUTO_MAX_STACK, max_stack_size
 from tests.conftest import LTH_TRAIN
 from tests.test_replicates import assert_same_lottery
 from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
+from tests.wandb_reader import read_run
 
 TINY = ["train.steps=30", "train.eval_every=10", "prune.levels=1", "logger=none", "trainer.accelerator=cpu"]
 GRID = ["prune.rate=0.2,0.5", "optim.lr=0.01,0.05", "seed=0,1"]
@@ -112,6 +113,34 @@ def test_a_job_of_replicates_runs_alone_stacking_its_own_replicates(lth_cli: Cli
         for k in range(2):
             replicate = f"{name}/replicate_{k}"
             assert_same_lottery(stacked / replicate, single / replicate, levels=2)
+
+
+def test_each_lottery_of_a_stack_is_its_own_wandb_run_as_in_the_unstacked_sweep(
+    lth_cli: Cli, tmp_path: Path
+) -> None:
+    """W&B offline: one run per lottery, named by its job directory, grouped by the sweep, its seed in its
+    config, its curves logged: as the unstacked sweep's runs."""
+    runs = {}
+    for name, sweeper in (("stacked", [STACKED]), ("single", [])):
+        sweep = tmp_path / name
+        tiny = [o for o in TINY if o != "logger=none"]
+        result = lth_cli("-m", *sweeper, *tiny, "logger=wandb", "seed=0,1", f"hydra.sweep.dir={sweep}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = {}
+        for log in sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb")):
+            run = read_run(log)
+            found[log.relative_to(sweep).parts[0]] = (
+                run.run.display_name,
+                run.run.run_group == str(sweep)[-128:],  # grouped by its sweep
+                run.config["seed"],
+                len(run.history),
+            )
+        runs[name] = found
+    assert runs["stacked"] == runs["single"]
+    assert {job: run[:3] for job, run in runs["single"].items()} == {
+        "0_seed=0": ("0_seed=0", True, 0),
+        "1_seed=1": ("1_seed=1", True, 1),
+    }
 
 
 def test_rerunning_a_finished_stacked_sweep_trains_nothing(lth_cli: Cli, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import _save_config
 from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lth.run.stacking import incompatibility, stack_key
@@ -236,6 +237,7 @@ def load_members(manifest: str | Path) -> tuple[list[DictConfig], list[DictConfi
             hydra_dir = Path(entry.output_dir) / ".hydra"
             task = OmegaConf.load(hydra_dir / "config.yaml")
             hydra = OmegaConf.load(hydra_dir / "hydra.yaml")
+            hydra.hydra.mode = RunMode[str(hydra.hydra.mode)]  # read back as a string; Hydra's is the enum
             HydraConfig.instance().cfg = hydra  # type: ignore[assignment]  # as read back: a plain node
             configs.append(OmegaConf.create(OmegaConf.to_container(task, resolve=True)))
             hydras.append(hydra)
