@@ -30,6 +30,11 @@ def job_dirs(sweep: Path) -> list[str]:
     return sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def files(job: Path) -> list[str]:
+    """What a job directory holds but its (emptied) checkpoints and Hydra's log (a stack's is its own)."""
+    return sorted(p.name for p in job.iterdir() if p.name != "checkpoints" and p.suffix != ".log")
+
+
 def jobs_table(sweep: Path, out: Path) -> list[dict[str, str]]:
     """``lth.report``'s jobs.csv rows, without wall time and the job's own path."""
     report(sweep, out)
@@ -97,22 +102,38 @@ def test_max_stack_caps_a_stack_and_a_stack_of_one_is_the_plain_job(lth_cli: Cli
         assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
 
 
-def test_a_job_of_replicates_runs_alone_stacking_its_own_replicates(lth_cli: Cli, tmp_path: Path) -> None:
-    """train.replicates=2 in a stacked sweep: each job is its own stack of its replicates (replicate_k/),
-    as in the unstacked sweep, never joined to another job with its replicates dropped."""
+def test_jobs_of_replicates_join_one_stack_each_as_its_unstacked_job(lth_cli: Cli, tmp_path: Path) -> None:
+    """train.replicates=2 in a stacked sweep: the two jobs' four replicates train as one stack; each job
+    holds its replicates (replicate_k/), its config and DONE, as in the unstacked sweep."""
     stacked, single = tmp_path / "stacked", tmp_path / "single"
-    grid = ["seed=0,5", "train.replicates=2"]
+    grid = ["optim.lr=0.01,0.05", "train.replicates=2"]
     result = lth_cli("-m", STACKED, *TINY, *grid, f"hydra.sweep.dir={stacked}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert lines_starting(result.stdout, "lth: 2 jobs") == [
-        "lth: 2 jobs in 2 stacks (a job with train.replicates > 1 stacks its own replicates)"
-    ]
+    assert lines_starting(result.stdout, "lth: 2 jobs") == ["lth: 2 jobs (4 lotteries) in 1 stack"]
     assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
-    assert job_dirs(stacked) == job_dirs(single)
+    assert job_dirs(stacked) == job_dirs(single) and len(job_dirs(single)) == 2
     for name in job_dirs(single):
+        a, b = stacked / name, single / name
+        assert files(a) == files(b) == [".hydra", "DONE", "config.yaml", "replicate_0", "replicate_1"]
+        assert (a / "config.yaml").read_text().replace(str(a), "X") == (
+            b / "config.yaml"
+        ).read_text().replace(str(b), "X")
+        assert json.loads((a / "DONE").read_text())["status"] == "complete"
         for k in range(2):
-            replicate = f"{name}/replicate_{k}"
-            assert_same_lottery(stacked / replicate, single / replicate, levels=2)
+            assert_same_lottery(a / f"replicate_{k}", b / f"replicate_{k}", rel=1e-5, levels=2)
+    assert jobs_table(stacked, tmp_path / "report_stacked") == jobs_table(single, tmp_path / "report_single")
+
+
+def test_max_stack_counts_a_jobs_replicates_and_never_splits_them(lth_cli: Cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    grid = ["optim.lr=0.01,0.05,0.1", "train.replicates=2", "hydra.sweeper.max_stack=5"]
+    result = lth_cli("-m", STACKED, *TINY, "train.steps=10", *grid, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 3 jobs") == [
+        "lth: 3 jobs (6 lotteries) in 2 stacks (at most hydra.sweeper.max_stack each)"
+    ]
+    assert len([p for p in (sweep / ".stacks").iterdir() if p.is_dir()]) == 1  # 2 jobs; the third alone
+    assert all((sweep / n / f"replicate_{k}" / "DONE").exists() for n in job_dirs(sweep) for k in range(2))
 
 
 def test_each_lottery_of_a_stack_is_its_own_wandb_run_as_in_the_unstacked_sweep(
@@ -213,12 +234,24 @@ def test_max_stack_is_a_positive_integer_or_auto(value: object, size: int) -> No
     assert max_stack_size(value) == size
 
 
-def test_a_bad_max_stack_is_one_line(lth_cli: Cli, tmp_path: Path) -> None:
-    result = lth_cli(
-        "-m", STACKED, "hydra.sweeper.max_stack=0", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 's'}"
-    )
-    assert result.returncode != 0
-    assert "hydra.sweeper.max_stack=0; allowed: an integer >= 1 or auto" in result.stderr
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hydra.sweeper.max_stack=0", "hydra.sweeper.max_stack=0; allowed: an integer >= 1 or auto"),
+        (
+            "hydra.output_subdir=null",
+            "hydra.output_subdir=None; allowed: a directory name with hydra/sweeper=stacked (it reads each "
+            "job's config there)",
+        ),
+    ],
+)
+def test_what_the_stacked_sweeper_cannot_run_with_is_one_line(
+    lth_cli: Cli, tmp_path: Path, setting: str, message: str
+) -> None:
+    sweep = tmp_path / "s"
+    result = lth_cli("-m", STACKED, setting, *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 2 and not sweep.exists()
+    assert result.stderr.strip().splitlines() == [f"lth: invalid config: {message}"]
 
 
 def test_the_precheck_checks_every_job_of_a_stacked_sweep(lth_cli: Cli, tmp_path: Path) -> None:

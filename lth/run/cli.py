@@ -21,7 +21,7 @@ from lth.errors import ConfigError
 from lth.run import naming  # noqa: F401  (registers the job-directory resolver)
 from lth.run.config import precheck
 from lth.run.resume import NO_JOB, is_rank_zero, pinned_argv
-from lth.run.sweeper import STACK_KEY, load_members
+from lth.run.sweeper import STACK_KEY
 
 
 def _no_litlogger_advert(record: logging.LogRecord) -> bool:
@@ -77,8 +77,9 @@ def job(cfg: DictConfig) -> list[dict[str, Any]]:
             return run(cfg)
         with open_dict(cfg):  # the host job of a stacked sweep's stack: its members are in the manifest
             del cfg[STACK_KEY]
-        members, hydras = load_members(stack)
-        return run(cfg, members, hydras)
+        from lth.run.stack import load_members
+
+        return run(cfg, load_members(stack))
     except ConfigError as exc:
         RunDirectory(cfg.paths.output_dir).discard_if_unused()
         print(exc, file=sys.stderr)

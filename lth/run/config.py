@@ -39,6 +39,7 @@ from lth.lottery.names import (
     STRUCTURES,
 )
 from lth.models.names import INITIALIZERS, TEACHER_WEIGHTS
+from lth.run.sweeper import check_sweeper
 from lth.run.threads import trainer_checks
 from lth.run.ticket import ticket_source
 
@@ -406,6 +407,8 @@ def precheck(argv: list[str]) -> str | None:
                 return _composition_error(exc, list(overrides))
             try:
                 check_config(cfg)
+                if args.multirun:
+                    check_sweeper(cfg.hydra)
                 key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
                 check_creatable(key, OmegaConf.select(cfg, key))
             except ConfigError as exc:

@@ -59,12 +59,12 @@ from lth.run.readers import read_job_files
 from lth.run.replicas import ReplicaStrategy, replica_rank
 from lth.run.resume import announce
 from lth.run.stack import (
+    Member,
+    as_members,
     build_stack,
     finish_members,
     incompatibility,
-    member_config,
     member_loggers,
-    replicate_config,
 )
 from lth.run.sweeper import STACKS_DIR
 from lth.run.threads import apply_threads, job_threads, lightning_kwargs
@@ -92,7 +92,8 @@ class Job:
     stacked: bool = (
         False  # a stack of members (train.replicates or given): each lottery writes to its own directory
     )
-    member_dirs: list[Path] = field(default_factory=list)  # every member's directory (on every rank)
+    member_dirs: list[Path] = field(default_factory=list)  # every lottery's directory (on every rank)
+    replicated: list[Member] = field(default_factory=list)  # the members with train.replicates > 1
     overrides: list[list[str]] | None = None  # lottery k's command-line overrides (a stacked sweep's members)
 
     @property
@@ -112,37 +113,38 @@ class Job:
 
 def build_job(
     cfg: DictConfig,
-    members: Sequence[DictConfig] | None = None,
+    members: Sequence[DictConfig | Member] | None = None,
     hydras: Sequence[DictConfig] | None = None,
 ) -> Job:
     """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
 
-    ``members``: the stack's K >= 1 lotteries, each the config of the single job it is, with its own
-    ``paths.output_dir`` where it writes that job's files; they must be compatible
-    (``lth.run.stack.incompatibility``). ``cfg`` is then the host job: its data, model architecture,
-    trainer and Trainer settings are the stack's, its directory holds the stack's checkpoints and, once
-    every member is done, its DONE; ``hydras``: each member's own Hydra config (a stacked sweep's jobs, ``{hydra: ...}``), whose
-    overrides go to its ``meta.json`` and under which its logger is made (its W&B run's name and group). Without members, ``train.replicates=K`` > 1 is the stack of
-    ``replicate_config(cfg, k)``, and otherwise ``cfg`` is a single job (one plain network).
+    ``members``: the jobs of the stack (``lth.run.stack.Member``, or their configs, resolved under
+    ``hydras``: each one's own Hydra config, ``{hydra: ...}``, whose overrides go to its lotteries'
+    ``meta.json`` and under which their loggers are made: W&B run names and groups). Each trains its
+    lottery, or with ``train.replicates=R`` > 1 its R replicates, written where that job writes them; all
+    must be compatible (``lth.run.stack.incompatibility``). ``cfg`` is then the host job: its data, model
+    architecture, trainer and Trainer settings are the stack's, its directory holds the stack's
+    checkpoints and, once every lottery is done, its DONE. Without members, ``train.replicates=K`` > 1 is
+    the stack of the one member ``cfg`` is, and otherwise ``cfg`` is a single job (one plain network).
     """
     started = now()
     check_config(cfg)
-    replicates = cfg.train.replicates
-    replicate = members is None and replicates > 1
-    if replicate:
-        members = [replicate_config(cfg, k) for k in range(replicates)]
-    elif members is not None:
-        members = [member_config(m) for m in members]
-        for member in members:
-            check_config(member)
-        why = incompatibility([cfg, *members])
+    if members is None and cfg.train.replicates > 1:
+        members = [cfg]
+    stacked = members is not None
+    jobs = as_members(members or [], hydras)
+    # each lottery: its job, its replicate number (None: the job's own lottery) and its config
+    lottery_jobs = [(j, r if j.replicated else None, c) for j in jobs for r, c in enumerate(j.lotteries)]
+    if stacked:
+        for j in jobs:
+            check_config(j.config)
+        why = incompatibility([cfg, *(c for *_, c in lottery_jobs)])
         if why:
             raise ConfigError(f"lth: invalid config: the members of one stack differ: {why}")
-    stacked = members is not None
     initialize_cuda_early(str(cfg.trainer.get("accelerator", "auto")))
     datamodule = build_datamodule(cfg)
     rank, world = replica_rank(cfg.trainer) if stacked else (0, 1)
-    everyone = list(members) if members is not None else [cfg]
+    everyone = [c for *_, c in lottery_jobs] if stacked else [cfg]
     if world > len(everyone):
         raise ConfigError(f"lth: invalid config: trainer.devices={world} for a stack of {len(everyone)}")
     indices = list(range(rank, len(everyone), world))
@@ -201,9 +203,7 @@ def build_job(
             RunDirectory(c.paths.output_dir),
             c.results.save_weights,
             writes=stacked or rank_zero_only.rank == 0,
-            loggers=member_loggers(c, k, replicate, hydras[k] if hydras is not None else None)
-            if stacked
-            else [],
+            loggers=member_loggers(c, lottery_jobs[k][1], lottery_jobs[k][0].hydra) if stacked else [],
         )
         for lottery, c, k in zip(lotteries, configs, indices, strict=True)
     ]
@@ -250,8 +250,13 @@ def build_job(
         started,
         stacked,
         [Path(c.paths.output_dir) for c in everyone] if stacked else [],
-        [list(hydras[k].hydra.overrides.task) for k in indices] if hydras is not None else None,
+        [j for j in jobs if j.replicated],
+        [_overrides(lottery_jobs[k][0]) for k in indices] if any(j.hydra for j in jobs) else None,
     )
+
+
+def _overrides(job: Member) -> list[str]:
+    return list(job.hydra.hydra.overrides.task) if job.hydra is not None else []
 
 
 def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
@@ -265,8 +270,9 @@ def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     fields = collect(trainer.strategy.root_device, 1 if replicates else trainer.world_size, overrides)
     owned = [out for out in job.outputs if out.writes]
-    if replicates and rank_zero_only.rank == 0:
-        job.run_dir.write_config(OmegaConf.to_yaml(job.config))
+    if rank_zero_only.rank == 0:
+        for member in job.replicated:  # the job holding replicate_k/
+            RunDirectory(member.directory).write_config(OmegaConf.to_yaml(member.config))
     provenances = [Provenance(out.run_dir.meta_file) for out in owned]
     for k, (out, config, provenance) in enumerate(zip(job.outputs, job.configs, provenances, strict=False)):
         out.run_dir.write_config(OmegaConf.to_yaml(config))
@@ -313,9 +319,12 @@ def execute(job: Job) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
 
 
 def finish_stack(job: Job) -> None:
-    """A stack's host job's own DONE once every member is done (on every rank), and the members' table
-    (of the directory holding them all: the job's, for replicates)."""
-    finish_members(job.run_dir.path, job.member_dirs)
+    """The DONE of each job of replicates and of the stack's host once all their lotteries are done (on
+    every rank), and the lotteries' table (of the directory holding them all: the job's, for replicates)."""
+    for member in job.replicated:
+        finish_members(member.directory, [Path(c.paths.output_dir) for c in member.lotteries])
+    if job.run_dir.path not in {m.directory for m in job.replicated}:
+        finish_members(job.run_dir.path, job.member_dirs)
     if job.run_dir.path.parent.name == STACKS_DIR:  # a stacked sweep's: its table comes at the sweep's end
         return
     common = Path(os.path.commonpath([str(d) for d in job.member_dirs]))
@@ -324,7 +333,7 @@ def finish_stack(job: Job) -> None:
 
 def run(
     cfg: DictConfig,
-    members: Sequence[DictConfig] | None = None,
+    members: Sequence[DictConfig | Member] | None = None,
     hydras: Sequence[DictConfig] | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Run one job and return its per-level records (a stack's, ``members`` given or ``train.replicates``
@@ -332,12 +341,10 @@ def run(
     check_config(cfg)
     run_dir = RunDirectory(cfg.paths.output_dir)
     run_dir.claim(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
-    replicates = cfg.train.replicates
     if run_dir.done_file.exists():
         log.info("lth: %s is already finished; nothing to do", run_dir.path)
-        if members is not None:
-            return [read_job_files(Path(m.paths.output_dir))[0] for m in members]
-        if replicates > 1:
-            return [read_job_files(run_dir.path / f"replicate_{k}")[0] for k in range(replicates)]
-        return read_job_files(run_dir.path)[0]
+        if members is None and cfg.train.replicates == 1:
+            return read_job_files(run_dir.path)[0]
+        jobs = as_members(members or [cfg], hydras)
+        return [read_job_files(Path(c.paths.output_dir))[0] for j in jobs for c in j.lotteries]
     return execute(build_job(cfg, members, hydras))

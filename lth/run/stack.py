@@ -1,9 +1,10 @@
 """Stacks of lotteries given as configs: which jobs one stack can train, and their members.
 
-A job trains a stack of K lotteries ("members"), each the single job of its own resolved config, written
-to its own ``paths.output_dir`` as that job would write it. ``train.replicates=K`` is the stack whose
-members are ``replicate_config(cfg, k)`` (seed ``seed + k``, directory ``replicate_k/``); a stacked sweep
-gives any members that ``incompatibility`` accepts.
+A job trains a stack of K lotteries from its members: each member is a job of its own (its resolved
+config and ``paths.output_dir``) whose lotteries are itself or, with ``train.replicates=R`` > 1, its R
+replicates ``replicate_config(cfg, k)`` (seed ``seed + k``, directory ``replicate_k/``); each lottery
+writes the files of the single job it is. A job with ``train.replicates=K`` alone is the stack of its one
+member; a stacked sweep gives any members whose lotteries ``incompatibility`` accepts.
 
 Members may differ in what each lottery has of its own in the stack: ``seed``, every ``optim.*`` key
 but ``optim.name`` (a stacked optimizer holds each lottery's hyperparameters, ``lth.lottery.stacked_optim``;
@@ -22,16 +23,18 @@ as for replicates).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from lth.errors import ConfigError
 from lth.lottery import MaskedNetwork
 from lth.lottery.stacked import ListedNetworks, SingleNetwork, Stack, StackedNetworks
 from lth.lottery.supermask import LearnedSupermask
@@ -59,36 +62,81 @@ def replicate_config(cfg: DictConfig, k: int) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(config, resolve=True))
 
 
-def member_config(cfg: DictConfig) -> DictConfig:
-    """A member as given, resolved: a single job's config (one with ``train.replicates`` > 1 is refused:
-    a stacked sweep runs such a job alone, stacking its own replicates)."""
-    config = OmegaConf.create(_resolved(cfg))
-    if config.train.replicates != 1:
-        raise ConfigError(
-            f"lth: invalid config: train.replicates={config.train.replicates} in a member of a stack; allowed: 1 "
-            "(a job of replicates is a stack of its own)"
-        )
-    return config
-
-
-def member_loggers(
-    config: DictConfig, k: int, replicate: bool, hydra: DictConfig | None = None
-) -> list[Logger]:
-    """Member ``k``'s experiment logger (``config``'s), as the single job it is would have it (a W&B run
-    opened beside the others; a replicate's named ``<the job's name>/replicate_k``); made under
-    ``hydra``, the member's own Hydra config where it has one (a stacked sweep's job: its run's name)."""
-    if not config.logger:
-        return []
+@contextmanager
+def under(hydra: DictConfig | None) -> Iterator[None]:
+    """Resolve and instantiate as the job of ``hydra`` (``{hydra: ...}``) would: ``${hydra:...}`` and the
+    W&B run's name and group come from it; ``None``: the running job's own."""
     previous = HydraConfig.instance().cfg
     try:
         if hydra is not None:
-            HydraConfig.instance().cfg = hydra  # type: ignore[assignment]
-        logger = instantiate(config.logger)
+            HydraConfig.instance().cfg = hydra  # type: ignore[assignment]  # as read back: a plain node
+        yield
     finally:
         HydraConfig.instance().cfg = previous
+
+
+@dataclass
+class Member:
+    """A job of a stack: its config (resolved), the lotteries it trains (itself, or with
+    ``train.replicates=R`` > 1 its R replicates in ``replicate_k/``) and its own Hydra config, if any."""
+
+    config: DictConfig
+    lotteries: list[DictConfig]
+    hydra: DictConfig | None = None
+
+    @property
+    def replicated(self) -> bool:
+        return self.config.train.replicates > 1
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.config.paths.output_dir)
+
+
+def member(cfg: DictConfig, hydra: DictConfig | None = None) -> Member:
+    """The member that job ``cfg`` is, resolved under ``hydra``."""
+    with under(hydra):
+        config = OmegaConf.create(_resolved(cfg))
+        replicates = config.train.replicates
+        lotteries = [replicate_config(cfg, k) for k in range(replicates)] if replicates > 1 else [config]
+    return Member(config, lotteries, hydra)
+
+
+def as_members(
+    given: Sequence[DictConfig | Member], hydras: Sequence[DictConfig] | None = None
+) -> list[Member]:
+    """``given``'s members: a config is resolved under its own Hydra config in ``hydras``, if given."""
+    return [
+        m if isinstance(m, Member) else member(m, hydras[i] if hydras else None) for i, m in enumerate(given)
+    ]
+
+
+def load_members(manifest: str | Path) -> list[Member]:
+    """A stacked sweep's stack (``lth.run.sweeper``): its members, each from its ``.hydra`` files as the
+    sweeper wrote them and resolved as its unstacked job resolves it (``${hydra:...}`` from its own
+    Hydra config, as read back from its ``hydra.yaml``)."""
+    members = []
+    for entry in OmegaConf.load(manifest).members:
+        hydra_dir = Path(entry.output_dir) / ".hydra"
+        hydra = OmegaConf.load(hydra_dir / "hydra.yaml")
+        hydra.hydra.mode = RunMode[str(hydra.hydra.mode)]  # read back as a string; Hydra's is the enum
+        members.append(member(OmegaConf.load(hydra_dir / "config.yaml"), hydra))
+    return members
+
+
+def member_loggers(
+    config: DictConfig, replicate: int | None, hydra: DictConfig | None = None
+) -> list[Logger]:
+    """A lottery's experiment logger (``config``'s), as the single job it is would have it (a W&B run
+    opened beside the others; replicate ``k``'s named ``<the job's name>/replicate_k``); made under
+    ``hydra``, its job's own Hydra config where it has one (a stacked sweep's job: its run's name)."""
+    if not config.logger:
+        return []
+    with under(hydra):
+        logger = instantiate(config.logger)
     if isinstance(logger, LotteryWandbLogger):
-        if replicate:
-            logger.as_replicate(k)
+        if replicate is not None:
+            logger.as_replicate(replicate)
         else:
             logger.beside_others()
     return [logger]

@@ -3,16 +3,18 @@
 The grid expands exactly as Hydra's basic sweeper expands it (same jobs, same job numbers); each job's
 config is composed and its directory named as the unstacked sweep would name it (``hydra.sweep.subdir``
 with that job's number). Jobs with equal ``lth.run.stacking.stack_key`` (in job order) make one stack,
-at most ``max_stack`` lotteries. The sweeper prints one line (``lth: 8 jobs in 2 stacks (they differ in
-model.hidden)``) and launches one launcher job per stack (any launcher: basic, joblib, submitit):
+at most ``max_stack`` lotteries (a job with ``train.replicates=R`` brings its R replicates, never split).
+The sweeper prints one line (``lth: 8 jobs in 2 stacks (they differ in model.hidden)``) and launches one
+launcher job per stack (any launcher: basic, joblib, submitit):
 
-- a stack of several lotteries runs in ``<sweep dir>/.stacks/stack_<i>_<hash>`` (hidden: no report or
+- a stack of several jobs runs in ``<sweep dir>/.stacks/stack_<i>_<hash>`` (hidden: no report or
   sweep table lists it; it holds the stack's checkpoints and, once every member is done, its DONE). The
   sweeper writes each member's ``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them for the
   unstacked job, and ``stack_<i>_<hash>.yaml`` beside the stack's directory (each member's job number, overrides
   and directory), passed to the job as ``+lth_stack=<that file>``; the job (``lth.run.cli.job``) loads
-  each member from its ``.hydra`` files and trains them all (``lth.run.job.run(host, members)``);
-- a stack of one lottery is that job, launched as the unstacked sweep launches it, in its own directory.
+  each member from its ``.hydra`` files (``lth.run.stack.load_members``) and trains them all
+  (``lth.run.job.run(host, members)``);
+- a stack of one job is that job, launched as the unstacked sweep launches it, in its own directory.
 
 A stack whose lotteries are all done is not launched again, so rerunning the command finishes only
 what is left; an interrupted stack resumes from its checkpoint (its directory is named by its members).
@@ -33,11 +35,10 @@ from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import _save_config
-from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from lth.errors import invalid
 from lth.run.stacking import incompatibility, stack_key
 
 AUTO_MAX_STACK = 64  # max_stack=auto: a generous fixed cap (no memory estimate)
@@ -57,6 +58,11 @@ class Member:
     key: tuple[tuple[str, Any], ...]
 
     @property
+    def lotteries(self) -> int:
+        """How many lotteries the job trains: itself, or its ``train.replicates``."""
+        return int(self.resolved.train.replicates)
+
+    @property
     def done(self) -> bool:
         return (self.output_dir / "DONE").exists()
 
@@ -66,26 +72,40 @@ def max_stack_size(value: Any) -> int:
     if str(value).lower() == "auto":
         return AUTO_MAX_STACK
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HydraException(
-            f"lth: invalid config: hydra.sweeper.max_stack={value!r}; allowed: an integer >= 1 or auto"
-        )
+        raise invalid("hydra.sweeper.max_stack", value, "an integer >= 1 or auto")
     return value
 
 
+def check_sweeper(hydra: DictConfig) -> None:
+    """A ``ConfigError`` for what the stacked sweeper (when it is the sweeper) cannot run with: a bad
+    ``max_stack``, or no ``.hydra`` files (each stacked job's config is read back from them)."""
+    if not str(hydra.sweeper.get("_target_", "")).endswith(".StackedSweeper"):
+        return
+    max_stack_size(hydra.sweeper.max_stack)
+    if hydra.output_subdir is None:
+        raise invalid(
+            "hydra.output_subdir",
+            None,
+            "a directory name with hydra/sweeper=stacked (it reads each job's config there)",
+        )
+
+
 def group(members: list[Member], max_stack: int) -> list[list[Member]]:
-    """Members with equal stack keys, in job order, in stacks of at most ``max_stack``; a group the
-    stack checks refuse (``incompatibility``, e.g. a flops budget with prune.scope=global) runs its
-    lotteries one by one. A job with ``train.replicates`` > 1 runs alone, stacking its own replicates."""
+    """Members with equal stack keys, in job order, in stacks of at most ``max_stack`` lotteries (a job
+    with ``train.replicates=R`` counts R and is never split; one of more than ``max_stack`` is a stack
+    of its own); a group the stack checks refuse (``incompatibility``, e.g. a flops budget with
+    prune.scope=global) runs its jobs one by one."""
     by_key: dict[tuple[tuple[str, Any], ...], list[Member]] = {}
-    stacks = []
     for member in members:
-        if member.resolved.train.replicates > 1:  # a job of replicates: the stack of its own replicates
-            stacks.append([member])
-        else:
-            by_key.setdefault(member.key, []).append(member)
+        by_key.setdefault(member.key, []).append(member)
+    stacks: list[list[Member]] = []
     for same in by_key.values():
-        for i in range(0, len(same), max_stack):
-            chunk = same[i : i + max_stack]
+        chunks: list[list[Member]] = [[]]
+        for member in same:
+            if chunks[-1] and sum(m.lotteries for m in chunks[-1]) + member.lotteries > max_stack:
+                chunks.append([])
+            chunks[-1].append(member)
+        for chunk in chunks:
             if len(chunk) > 1 and incompatibility([m.resolved for m in chunk]):
                 stacks += [[m] for m in chunk]
             else:
@@ -101,14 +121,16 @@ def differing_keys(stacks: list[list[Member]]) -> list[str]:
 
 
 def summary(n_jobs: int, stacks: list[list[Member]]) -> str:
-    """``lth: 8 jobs in 2 stacks (they differ in model.hidden)``."""
-    text = f"lth: {n_jobs} job{'s' if n_jobs != 1 else ''} in {len(stacks)} stack{'s' if len(stacks) != 1 else ''}"
+    """``lth: 8 jobs in 2 stacks (they differ in model.hidden)``; ``lth: 2 jobs (4 lotteries) in 1 stack``."""
+    lotteries = sum(m.lotteries for s in stacks for m in s)
+    text = f"lth: {n_jobs} job{'s' if n_jobs != 1 else ''}"
+    if lotteries != n_jobs:  # jobs of train.replicates
+        text += f" ({lotteries} lotteries)"
+    text += f" in {len(stacks)} stack{'s' if len(stacks) != 1 else ''}"
     differ = differing_keys(stacks)
     if differ:
         shown = ", ".join(differ[:4]) + (f" and {len(differ) - 4} more" if len(differ) > 4 else "")
         text += f" (they differ in {shown})"
-    elif any(s[0].resolved.train.replicates > 1 for s in stacks):
-        text += " (a job with train.replicates > 1 stacks its own replicates)"
     elif len(stacks) > 1:
         text += " (at most hydra.sweeper.max_stack each)"
     return text
@@ -223,24 +245,3 @@ class StackedSweeper(BasicSweeper):
         for r in results:
             _ = r.return_value  # a failed job raises here, as in the basic sweeper
         return [results]
-
-
-def load_members(manifest: str | Path) -> tuple[list[DictConfig], list[DictConfig]]:
-    """A stack's members from the manifest the sweeper wrote: each member's config resolved as its
-    unstacked job resolves it (its ``.hydra`` files, ``${hydra:...}`` from its own Hydra config), and
-    that Hydra config (``{hydra: ...}``, as read back from its ``hydra.yaml``)."""
-    entries = OmegaConf.load(manifest).members
-    configs, hydras = [], []
-    previous = HydraConfig.instance().cfg
-    try:
-        for entry in entries:
-            hydra_dir = Path(entry.output_dir) / ".hydra"
-            task = OmegaConf.load(hydra_dir / "config.yaml")
-            hydra = OmegaConf.load(hydra_dir / "hydra.yaml")
-            hydra.hydra.mode = RunMode[str(hydra.hydra.mode)]  # read back as a string; Hydra's is the enum
-            HydraConfig.instance().cfg = hydra  # type: ignore[assignment]  # as read back: a plain node
-            configs.append(OmegaConf.create(OmegaConf.to_container(task, resolve=True)))
-            hydras.append(hydra)
-    finally:
-        HydraConfig.instance().cfg = previous
-    return configs, hydras
