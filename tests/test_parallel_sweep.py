@@ -1,4 +1,5 @@
-"""hydra/launcher=local_parallel: a 4-job sweep in 2 worker processes gives the basic launcher's results.
+"""hydra/launcher=local_parallel: a 4-job sweep in 2 worker processes, one job or one stack
+(hydra/sweeper=stacked) each, gives the basic launcher's results.
 
 Whether two jobs overlap in time is not asserted: under load one worker can finish these tiny jobs
 before the other has started."""
@@ -19,8 +20,16 @@ def results(sweep: Path) -> dict[str, list[dict]]:
             json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()
         ]
         for job in sweep.iterdir()
-        if job.is_dir()
+        if job.is_dir() and not job.name.startswith(".")
     }
+
+
+def assert_same_results(got: dict[str, list[dict]], want: dict[str, list[dict]]) -> None:
+    assert sorted(got) == sorted(want) and len(got) == 4
+    for name, records in want.items():
+        assert [r["level"] for r in got[name]] == [0, 1, 2]
+        for a, b in zip(got[name], records, strict=True):
+            assert (a["test_acc"], a["val_loss"], a["layers"]) == (b["test_acc"], b["val_loss"], b["layers"])
 
 
 def test_local_parallel_sweep_matches_the_basic_launcher(lth_cli, tmp_path: Path) -> None:
@@ -42,9 +51,21 @@ def test_local_parallel_sweep_matches_the_basic_launcher(lth_cli, tmp_path: Path
         assert "1 local rank(s), 2 parallel job(s)" in (job / "train.log").read_text()
 
     assert lth_cli(*SWEEP, *JOB, f"hydra.sweep.dir={basic}").returncode == 0
-    got, want = results(parallel), results(basic)
-    assert sorted(got) == sorted(want) and len(got) == 4
-    for name, records in want.items():
-        assert [r["level"] for r in got[name]] == [0, 1, 2]
-        for a, b in zip(got[name], records, strict=True):
-            assert (a["test_acc"], a["val_loss"], a["layers"]) == (b["test_acc"], b["val_loss"], b["layers"])
+    assert_same_results(results(parallel), results(basic))
+
+    stacked = tmp_path / "stacked"  # two stacks of two lotteries, one in each worker
+    proc = lth_cli(
+        *SWEEP,
+        *JOB,
+        "hydra/sweeper=stacked",
+        "hydra.sweeper.max_stack=2",
+        "hydra/launcher=local_parallel",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={stacked}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "lth: 4 jobs in 2 stacks" in proc.stdout and "Joblib.Parallel(n_jobs=2," in proc.stdout + proc.stderr
+    )
+    assert len([p for p in (stacked / ".stacks").iterdir() if p.is_dir()]) == 2
+    assert_same_results(results(stacked), results(basic))

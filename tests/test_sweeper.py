@@ -20,7 +20,7 @@ from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
 from tests.wandb_reader import read_run
 
 TINY = ["train.steps=30", "train.eval_every=10", "prune.levels=1", "logger=none", "trainer.accelerator=cpu"]
-GRID = ["prune.rate=0.2,0.5", "optim.lr=0.01,0.05", "seed=0,1"]
+GRID = ["prune.rate=0.2,0.5", "optim.lr=0.01,0.05", "init=winning_ticket,reinit", "seed=0,1"]
 STACKED = "hydra/sweeper=stacked"
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -53,12 +53,12 @@ def test_a_stacked_sweep_gives_the_unstacked_sweeps_job_directories_and_lotterie
     stacked, single = tmp_path / "stacked", tmp_path / "single"
     result = lth_cli("-m", STACKED, *TINY, *GRID, f"hydra.sweep.dir={stacked}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert lines_starting(result.stdout, "lth: 8 jobs") == ["lth: 8 jobs in 1 stack"]
+    assert lines_starting(result.stdout, "lth: 16 jobs") == ["lth: 16 jobs in 1 stack"]
     result = lth_cli("-m", *TINY, *GRID, f"hydra.sweep.dir={single}")
     assert result.returncode == 0, result.stderr[-3000:]
 
     names = job_dirs(single)
-    assert len(names) == 8 and job_dirs(stacked) == names
+    assert len(names) == 16 and job_dirs(stacked) == names
     assert [p.name for p in (stacked / ".stacks").iterdir() if p.is_dir()] != []
     for name in names:
         a, b = stacked / name, single / name
