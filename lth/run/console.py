@@ -137,14 +137,20 @@ class LotteryProgressBar(TQDMProgressBar):
             self.train_progress_bar.close()  # interrupted: the bar stays where it was
 
     def _finish_bar(self) -> None:
-        """Show the finished level's steps, time and test accuracy, and leave its bar on screen."""
+        """Show the finished level's steps, time and test accuracy (of a stack: its lotteries' range at
+        that level), and leave its bar on screen."""
         bar = self.train_progress_bar
         if bar.disable:
             return
         record = self.lottery.state.records[-1]
+        ended = [
+            r for lottery in self.group.lotteries for r in lottery.state.records if r.level == record.level
+        ]
+        accs = sorted(r.test_acc for r in ended if r.test_acc is not None)
         bar.n = record.steps
-        accuracy = f"test acc {_percent(record.test_acc)}%, " if record.test_acc is not None else ""
-        bar.set_postfix_str(accuracy + record.status, refresh=False)
+        accuracy = "-".join(dict.fromkeys(_percent(a) for a in (accs[0], accs[-1]))) if accs else ""
+        statuses = ", ".join(sorted({r.status for r in ended}))
+        bar.set_postfix_str((f"test acc {accuracy}%, " if accs else "") + statuses, refresh=False)
         bar.close()
 
     def _job_progress(self, step: int) -> str:
