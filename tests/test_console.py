@@ -34,6 +34,21 @@ def test_the_bar_advances_within_each_level_and_leaves_its_full_count(
     assert weights == {"100.0", "80.7", "65.1"}
 
 
+def test_a_stacks_bar_counts_its_lotteries_and_ends_each_level_with_their_accuracy_range(
+    make_cfg: Callable[..., DictConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = make_cfg(
+        "train.steps=30", "prune.levels=1", "train.replicates=3", "trainer.enable_progress_bar=true"
+    )
+    replicates = execute(build_job(cfg))
+    draws = capsys.readouterr().out.replace("\r", "\n").splitlines()
+    for level in (0, 1):
+        accs = sorted(records[level]["test_acc"] for records in replicates)
+        shown = [line for line in draws if line.startswith(f"3 lotteries, level {level}/1, weights ")]
+        assert len({f"{100 * a:.2f}" for a in accs}) > 1  # the range is two numbers
+        assert shown[-1].endswith(f"test acc {100 * accs[0]:.2f}-{100 * accs[-1]:.2f}%, ok]"), shown[-1]
+
+
 def test_a_default_job_prints_a_few_lines(cli_env: dict[str, str], tmp_path: Path) -> None:
     """Header, one bar per level, the results table and the W&B sync line: W&B and Lightning stay quiet.
     Lines are counted as a terminal shows them: a bar redraws within its line (``\\r``)."""
