@@ -62,6 +62,24 @@ def test_a_two_job_multirun_runs_as_a_slurm_array(slurm, lth_cli, tmp_path: Path
         assert records[1]["layers"]["fc1.weight"] == pytest.approx(1 - rate, abs=1e-3)
 
 
+def test_a_stacked_sweep_submits_one_slurm_task_per_stack(slurm, lth_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    grid = ["train.batch_size=32,64", "prune.rate=0.2,0.5"]
+    job = ["train.steps=20", "train.eval_every=10", "prune.levels=1", "logger=none"]
+    proc = lth_cli("-m", "hydra/sweeper=stacked", *SLURM, *grid, *job, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "lth: 4 jobs in 2 stacks (they differ in train.batch_size)" in proc.stdout
+    tasks = sorted(p.name for p in (sweep / ".submitit").glob("[0-9]*_*"))
+    array_id = tasks[0].split("_")[0]
+    assert tasks == [f"{array_id}_0", f"{array_id}_1"]  # one task per stack, not per lottery
+    for num, rate in enumerate((0.2, 0.5, 0.2, 0.5)):
+        (member,) = sweep.glob(f"{num}_*")
+        assert json.loads((member / "DONE").read_text()) == {"status": "complete", "levels": 2}
+        assert RunDirectory(member).read_records()[1]["layers"]["fc1.weight"] == pytest.approx(
+            1 - rate, abs=1e-3
+        )
+
+
 def test_a_preempted_job_is_requeued_and_resumes_where_it_stopped(
     slurm, lth_cli, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
