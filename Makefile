@@ -35,8 +35,11 @@ report: $(STAMP)  ## tables and plots of the newest sweep under multirun/ (or SW
 	@test -n "$(SWEEP)" || { echo "make report: no sweep under multirun/; run make sweep first or set SWEEP=<dir>"; exit 2; }
 	$(PY) -m lth.report $(SWEEP)
 
-test: $(STAMP)  ## run the test suite
-	$(PY) -m pytest -q $(ARGS)
+# the suite in worker processes of one torch thread each, one per core up to 4 (TEST_WORKERS=0: in this
+# process): more threads than cores make OpenMP spin-wait, many times slower
+TEST_WORKERS ?= $(shell nproc | awk '{print ($$1 < 4) ? $$1 : 4}')
+test: $(STAMP)  ## run the test suite (TEST_WORKERS=N worker processes; default: the cores, at most 4)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--threads 2"; ARGS="--compare-threads 1 2": the default job at 1 and 2 threads), then the replicate table, the stacked-sweep time and, with a GPU, the CUDA table
 	$(PY) -m lth.bench $(ARGS)
