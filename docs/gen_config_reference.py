@@ -11,6 +11,7 @@ that the keys it lists are exactly the keys YAML reads from each file.
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from dataclasses import dataclass, field
@@ -168,7 +169,8 @@ def code(value: str) -> str:
 def table(config: ConfigFile) -> list[str]:
     rows = ["| key | default | meaning (the file's comment) |", "| --- | --- | --- |"]
     for e in config.entries:
-        rows.append(f"| `{e.key}` | {code(e.value)} | {cell(e.comment)} |")
+        key = html.escape(e.key).replace(".", ".<wbr>")  # long keys wrap at their dots only
+        rows.append(f"| <code>{key}</code> | {code(e.value)} | {cell(e.comment)} |")
     return rows
 
 
@@ -190,7 +192,7 @@ def render() -> str:
             out += [f"### `{group}={path.stem}`", "", f"`conf/{config.path}`", ""]
             if config.description:
                 out += [cell(config.description), ""]
-            out += [*table(config), ""]
+            out += [*table(config), ""] if config.entries else ["(no keys)", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

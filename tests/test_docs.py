@@ -223,8 +223,9 @@ def test_the_config_reference_is_what_conf_says() -> None:
 
 
 def leaves(tree: object, prefix: str = "") -> set[str]:
-    if isinstance(tree, dict) and tree:
-        return {key for k, v in tree.items() for key in leaves(v, f"{prefix}{k}.")}
+    """The dotted keys of a YAML mapping's values that are not mappings themselves."""
+    if isinstance(tree, dict):
+        return {key for k, v in tree.items() for key in (leaves(v, f"{prefix}{k}.") if v else {prefix + k})}
     return {prefix[:-1]}
 
 
@@ -238,7 +239,7 @@ def test_the_config_reference_lists_every_key_of_every_file() -> None:
         listed = {
             e.key for e in entries if e.value or not any(o.key.startswith(e.key + ".") for o in entries)
         }
-        assert listed == leaves(yaml.safe_load(path.read_text())), path
+        assert listed == leaves(yaml.safe_load(path.read_text()) or {}), path
         group = path.parent.relative_to(generator.CONF)
         heading = "## `config.yaml`" if path.parent == generator.CONF else f"### `{group}={path.stem}`"
         assert heading in page, path
