@@ -45,8 +45,8 @@ bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--th
 	$(PY) -m lth.bench --cuda
 
 lint: $(STAMP)  ## ruff check and format check
-	$(VENV)/bin/ruff check lth tests
-	$(VENV)/bin/ruff format --check lth tests
+	$(VENV)/bin/ruff check lth tests docs/examples docs/gen_config_reference.py
+	$(VENV)/bin/ruff format --check lth tests docs/examples docs/gen_config_reference.py
 
 docs: $(STAMP)  ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
