@@ -4,6 +4,8 @@ reference is what conf/ says, and the README stays short. (`make docs` builds th
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
+import os
 import re
 import shlex
 import sys
@@ -144,14 +146,10 @@ def is_number(value: str) -> bool:
     return True
 
 
-CHECKED: dict[tuple[str, ...], str | None] = {}  # argv -> precheck's answer (pages repeat commands)
-
-
-def check(argv: list[str], error: str | None) -> str | None:
-    """lth's precheck of ``argv``. A sweep (``-m``) is expanded as precheck expands it, and a covering set
-    of its jobs is checked, each as a single run: every value of every swept key, in fewer jobs than the
-    grid (a whole sweep of 24 jobs takes ~4 s, and the docs quote ~100 commands). A command the page
-    shows failing is checked whole, for its exact error line."""
+def plan(argv: list[str], error: str | None) -> list[list[str]]:
+    """The argvs whose precheck answers decide ``argv``'s: itself for a single run (or a command the page
+    shows failing: its exact error line); for a sweep (``-m``), a covering set of its jobs, each checked
+    as a single run, as precheck expands the sweep (a whole sweep of 24 jobs takes ~4 s)."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra._internal.utils import get_args_parser
@@ -160,7 +158,7 @@ def check(argv: list[str], error: str | None) -> str | None:
     from lth.run.config import precheck
 
     if error is not None or "-m" not in argv:
-        return cached(precheck, argv)
+        return [argv]
     config = sys.modules[precheck.__module__]  # sweep_jobs and CONF_DIR live beside precheck
     overrides = get_args_parser().parse_args(argv).overrides
     try:
@@ -171,17 +169,23 @@ def check(argv: list[str], error: str | None) -> str | None:
             parsed = OverridesParser.create().parse_overrides(overrides)
             jobs = [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
     except Exception:  # a sweep Hydra cannot expand: precheck says why, in its one line
-        return precheck(argv)
-    for job in covering(jobs):
-        if (answer := cached(precheck, job)) is not None:
-            return answer
-    return None
+        return [argv]
+    return covering(jobs)
 
 
-def cached(precheck: Callable[[list[str]], str | None], argv: list[str]) -> str | None:
-    if tuple(argv) not in CHECKED:
-        CHECKED[tuple(argv)] = precheck(argv)
-    return CHECKED[tuple(argv)]
+def precheck_of(argv: list[str]) -> str | None:
+    from lth.run.config import precheck
+
+    return precheck(argv)
+
+
+def in_parallel(function: Callable[..., object], args: list[tuple]) -> list:
+    """``function`` over ``args`` in two forked processes where the machine has two CPUs (each compose of
+    a config costs ~0.2 s of one core), else in this one."""
+    if len(os.sched_getaffinity(0)) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            return pool.starmap(function, args, chunksize=1)
+    return [function(*a) for a in args]
 
 
 def test_the_docs_quote_commands_to_check() -> None:
@@ -194,10 +198,17 @@ COMMANDS = sorted(set(ALL), key=lambda c: c.where)
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[Command, str | None]:
-    """precheck's answer for every runnable command, computed once (jobs repeated across pages once)."""
+    """precheck's answer for every runnable command: the first error of its planned argvs, each distinct
+    argv checked once however many pages quote it."""
     tmp = tmp_path_factory.mktemp("docs")
     todo = [(c, argv) for c in COMMANDS if (argv := runnable(c, tmp)[0]) is not None]
-    return {c: check(argv, c.error) for c, argv in todo}
+    plans = in_parallel(plan, [(argv, c.error) for c, argv in todo])
+    distinct = list(dict.fromkeys(tuple(a) for argvs in plans for a in argvs))
+    checked = dict(zip(distinct, in_parallel(precheck_of, [(list(a),) for a in distinct]), strict=True))
+    return {
+        c: next((checked[tuple(a)] for a in argvs if checked[tuple(a)] is not None), None)
+        for (c, _), argvs in zip(todo, plans, strict=True)
+    }
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.where)
