@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/ci.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report test bench lint clean
+.PHONY: help install train sweep report test bench lint docs docs-serve clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The exact versions of $(LOCK) as constraints. torch comes from the lock only when the environment
 # has none importable: an existing torch (e.g. a cluster's CUDA build in VENV=<its env>) is kept,
@@ -48,9 +48,15 @@ bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--th
 	$(PY) -m lth.bench --cuda
 
 lint: $(STAMP)  ## ruff check and format check
-	$(VENV)/bin/ruff check lth tests
-	$(VENV)/bin/ruff format --check lth tests
+	$(VENV)/bin/ruff check lth tests docs/examples docs/gen_config_reference.py
+	$(VENV)/bin/ruff format --check lth tests docs/examples docs/gen_config_reference.py
+
+docs: $(STAMP)  ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000, rebuilt on every edit
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean:  ## remove outputs, sweeps and caches (keeps .venv)
-	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
+	rm -rf outputs multirun wandb site .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
