@@ -114,6 +114,8 @@ def build_job(
     cfg: DictConfig,
     members: Sequence[DictConfig] | None = None,
     hydras: Sequence[DictConfig] | None = None,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> Job:
     """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
 
@@ -124,6 +126,7 @@ def build_job(
     every member is done, its DONE; ``hydras``: each member's own Hydra config (a stacked sweep's jobs, ``{hydra: ...}``), whose
     overrides go to its ``meta.json`` and under which its logger is made (its W&B run's name and group). Without members, ``train.replicates=K`` > 1 is the stack of
     ``replicate_config(cfg, k)``, and otherwise ``cfg`` is a single job (one plain network).
+    ``callbacks``: more Lightning callbacks for the Trainer, after lth's own (a benchmark's clock).
     """
     started = now()
     check_config(cfg)
@@ -222,6 +225,7 @@ def build_job(
             Threads(threads),
             RotatingCheckpoint(checkpoint_dir, callback, each_rank=spread),
             *([LotteryProgressBar(group)] if cfg.trainer.get("enable_progress_bar", True) else []),
+            *callbacks,
         ],
         limit_val_batches=0,
         num_sanity_val_steps=0,
