@@ -41,7 +41,8 @@ from lth.lottery.stacked import Stack
 from lth.run.building import build_datamodule, build_lottery, model_factory
 from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
-from lth.run.config import check_config, check_tensor_names
+from lth.run.checks import check_config
+from lth.run.checks.prune import check_tensor_names
 from lth.run.console import LotteryProgressBar, print_results, sweep_table
 from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
