@@ -27,6 +27,9 @@ LTH = Path(__file__).resolve().parents[1] / "lth"
 # other. The config checks in lth.run read each package's torch-free names.py (a names module imports
 # nothing of lth but the ground floor: test_names_modules_import_only_the_ground_floor).
 GROUND = ("lth", "lth.errors", "lth.seeds", "lth.files", "lth.exports")  # "lth" is lth/__init__.py alone
+EDGE = ("run", "lottery", "analysis", "models", "data", "ground")  # what the top may import
+REPORT_PARTS = ("overlap", "curves", "plots", "tables", "jobs")  # lth.report's modules beneath its cli
+BENCHMARKS = ("raw_loop", "threads", "replicates", "sweep", "cuda")  # lth.bench's, one per benchmark
 FLOORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # floor: (modules, floors it may import)
     "ground": (GROUND, ()),
     "models": (("lth.models",), ("ground",)),  # models know nothing of masks
@@ -34,11 +37,20 @@ FLOORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # floor: (module
     "lottery": (("lth.lottery",), ("models", "ground")),  # masks wrap lth.models.layers
     "analysis": (("lth.analysis",), ("ground",)),  # reads weights and records, not models or masks
     "run": (("lth.run",), ("lottery", "analysis", "models", "data", "ground")),  # Lightning, Hydra, W&B
-    # the top: reports and entry points (python -m lth.<name>), none imported by lth nor by each other
-    "report": (("lth.report",), ("run", "lottery", "analysis", "models", "data", "ground")),
-    "bench": (("lth.bench",), ("run", "lottery", "analysis", "models", "data", "ground")),
-    "train": (("lth.train",), ("run", "lottery", "analysis", "models", "data", "ground")),
-    "analyze": (("lth.analyze",), ("run", "lottery", "analysis", "models", "data", "ground")),
+    # the top: reports and entry points (python -m lth.<name>), none imported by lth nor by each other.
+    # lth.report: its command line (cli) over the figures, over the plots, over the tables, over the jobs
+    "report.jobs": (("lth.report.jobs",), EDGE),
+    "report.tables": (("lth.report.tables",), ("report.jobs", *EDGE)),
+    "report.plots": (("lth.report.plots",), ("report.tables", "report.jobs", *EDGE)),
+    "report.curves": (("lth.report.curves",), ("report.plots", "report.tables", "report.jobs", *EDGE)),
+    "report.overlap": (("lth.report.overlap",), ("report.plots", "report.tables", "report.jobs", *EDGE)),
+    "report": (("lth.report",), tuple(f"report.{m}" for m in REPORT_PARTS) + EDGE),
+    # lth.bench: its command line (cli) over the benchmarks, which know nothing of each other, over common
+    "bench.common": (("lth.bench.common",), EDGE),
+    **{f"bench.{b}": ((f"lth.bench.{b}",), ("bench.common", *EDGE)) for b in BENCHMARKS},
+    "bench": (("lth.bench",), (*(f"bench.{b}" for b in BENCHMARKS), "bench.common", *EDGE)),
+    "train": (("lth.train",), EDGE),
+    "analyze": (("lth.analyze",), EDGE),
 }
 
 

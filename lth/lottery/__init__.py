@@ -8,6 +8,9 @@ cost), ``record`` (the level record), ``lottery`` (the state machine a training 
 ``evaluation`` (a stack's K networks evaluated at once);
 ``names`` holds the names their config keys allow, as plain tuples. The package's names are imported
 on first use, so ``lth.lottery.names`` loads no torch.
+
+Science: it imports ``lth.models`` (masks wrap its layers) and the ground floor of lth, never data,
+analysis, run, report or bench.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Every model takes ``input_shape`` and ``num_classes`` first; its output layer is its last Linear/Conv.
 The package's names are imported on first use, so ``lth.models.names`` (what the config allows) loads
 no torch.
+
+Science, the floor beneath lottery: it imports only the ground floor of lth (no Lightning, Hydra or W&B).
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ from lth.lottery.stacked import Stack
 from lth.run.building import build_datamodule, build_lottery, model_factory
 from lth.run.callback import PruningCallback, Threads
 from lth.run.checkpointing import RotatingCheckpoint, remove_checkpoints, resumable_checkpoint
-from lth.run.config import check_config, check_tensor_names
+from lth.run.checks import check_config
+from lth.run.checks.prune import check_tensor_names
 from lth.run.console import LotteryProgressBar, print_results, sweep_table
 from lth.run.cuda_graphs import initialize_cuda_early
 from lth.run.job_dir import RunDirectory
@@ -115,6 +116,8 @@ def build_job(
     cfg: DictConfig,
     members: Sequence[DictConfig | Member] | None = None,
     hydras: Sequence[DictConfig] | None = None,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> Job:
     """Check ``cfg`` and build data, models, masks, lotteries and Trainer; nothing is trained or written.
 
@@ -126,6 +129,7 @@ def build_job(
     architecture, trainer and Trainer settings are the stack's, its directory holds the stack's
     checkpoints and, once every lottery is done, its DONE. Without members, ``train.replicates=K`` > 1 is
     the stack of the one member ``cfg`` is, and otherwise ``cfg`` is a single job (one plain network).
+    ``callbacks``: more Lightning callbacks for the Trainer, after lth's own (a benchmark's clock).
     """
     started = now()
     check_config(cfg)
@@ -222,6 +226,7 @@ def build_job(
             Threads(threads),
             RotatingCheckpoint(checkpoint_dir, callback, each_rank=spread),
             *([LotteryProgressBar(group)] if cfg.trainer.get("enable_progress_bar", True) else []),
+            *callbacks,
         ],
         limit_val_batches=0,
         num_sanity_val_steps=0,

@@ -1,4 +1,5 @@
-"""Experiment loggers: the W&B factory referenced from ``conf/logger/wandb.yaml`` and the lottery hooks.
+"""lth's experiment logger: the W&B factory referenced from ``conf/logger/wandb.yaml`` and starting and
+closing a job's loggers (``lth.run.every_logger`` logs to each of them).
 
 A W&B run is one job: grouped by its sweep, named like its directory, with the resolved config and the
 job's provenance (``meta/...``, as in ``meta.json``) as its config, per-step curves, one row per level
@@ -15,71 +16,21 @@ import netrc
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, TypeVar, cast
 
 import torch
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
-from lth.analysis.suite import flatten
-from lth.lottery.record import ANALYSIS, SCALAR_FIELDS, LevelRecord
+from lth.lottery.record import SCALAR_FIELDS, LevelRecord
+from lth.run.every_logger import LotteryLogger, level_metrics
 from lth.run.naming import run_label
 
 log = logging.getLogger("lth")
 
 DEFAULT_JOB_TYPE = "lottery"
 MAX_GROUP_LENGTH = 128  # W&B's limit on group names
-
-
-@runtime_checkable
-class LotteryLogger(Protocol):
-    """A logger that understands levels (other loggers get flat metrics); see ``log_level``, ``log_ticket``."""
-
-    def log_level(self, record: Mapping[str, Any]) -> None: ...
-
-    def log_ticket(self, level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None: ...
-
-    def log_results(self, records: Sequence[LevelRecord]) -> None: ...
-
-
-def evaluation_metrics(entry: Mapping[str, float | None], level: int, remaining: float) -> dict[str, float]:
-    """One evaluation as step metrics: ``train/loss``, ``val/acc``, ``test/loss``, ``level``, ..."""
-    metrics = {k.replace("_", "/", 1): v for k, v in entry.items() if k != "step" and v is not None}
-    return metrics | {"level": level, "weights_remaining": remaining}
-
-
-def log_metrics(loggers: Iterable[Logger], metrics: Mapping[str, float], step: int) -> None:
-    for logger in loggers:
-        logger.log_metrics(dict(metrics), step=step)
-
-
-def log_level(loggers: Iterable[Logger], record: LevelRecord, step: int) -> None:
-    """A finished level: a row on the level axis of lottery loggers, flat ``level/*`` metrics elsewhere."""
-    row = record.to_dict()
-    for logger in loggers:
-        if isinstance(logger, LotteryLogger):
-            logger.log_level(row)
-        else:
-            logger.log_metrics(level_metrics(row), step=step)
-
-
-def log_ticket(
-    loggers: Iterable[Logger], level: int, masks: Mapping[str, Tensor], weights: Mapping[str, Tensor]
-) -> None:
-    """The masks and model state a level starts from (its ticket)."""
-    for logger in loggers:
-        if isinstance(logger, LotteryLogger):
-            logger.log_ticket(level, masks, weights)
-
-
-def level_metrics(record: Mapping[str, Any]) -> dict[str, float]:
-    """A level's numbers as flat metrics: ``level/test_acc``, ``level/layers/fc1.weight``,
-    ``level/analysis/distance/fc1/relative``, ..."""
-    metrics = {f"level/{k}": v for k, v in record.items() if isinstance(v, int | float)}
-    metrics |= {f"level/layers/{name}": v for name, v in record.get("layers", {}).items()}
-    metrics |= flatten(record.get(ANALYSIS, {}), f"level/{ANALYSIS}/", "/")
-    return metrics
 
 
 def wandb_credentials_configured() -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pytorch_lightning.loggers import Logger
 
 from lth.lottery import Lottery, StepOutcome
-from lth.run import loggers as logging_
+from lth.run import every_logger
 from lth.run.job_dir import RunDirectory
 
 
@@ -36,7 +36,7 @@ class LotteryOutputs:
     def ticket(self) -> None:
         """The loggers get the ticket the lottery's level starts from (``logger.log_tickets``)."""
         network = self.lottery.network
-        logging_.log_ticket(
+        every_logger.log_ticket(
             self.loggers, self.lottery.state.level, network.mask_dict(), network.model_state()
         )
 
@@ -44,10 +44,10 @@ class LotteryOutputs:
         """Write and log what ``outcome`` (of global ``step``) produced: an evaluation, a finished level."""
         lottery, network = self.lottery, self.lottery.network
         if outcome.evaluation is not None:
-            metrics = logging_.evaluation_metrics(
+            metrics = every_logger.evaluation_metrics(
                 outcome.evaluation, lottery.state.level, network.remaining_total()
             )
-            logging_.log_metrics(self.loggers, metrics, step)
+            every_logger.log_metrics(self.loggers, metrics, step)
             if self.writes:
                 self.run_dir.append_evaluation(lottery.state.level, outcome.evaluation)
         if outcome.record is None:
@@ -59,4 +59,4 @@ class LotteryOutputs:
             if lottery.finished:
                 self.run_dir.mark_done(lottery.state.status, len(lottery.state.records))
         self.start_points()
-        logging_.log_level(self.loggers, outcome.record, step)
+        every_logger.log_level(self.loggers, outcome.record, step)

@@ -4,7 +4,8 @@
 small to split); else to the CPUs this process may use (``SLURM_CPUS_PER_TASK``, else the affinity
 mask) divided among the processes sharing them: the DDP ranks Lightning starts on this machine and
 the jobs the ``local_parallel`` launcher runs at once; at most ``OMP_NUM_THREADS`` where that is set,
-at least 1. The count sets torch's intra-op and inter-op threads.
+at least 1. The count sets torch's intra-op and inter-op threads. ``lth.run.checks.trainer`` checks
+the DDP ranks against the usable CPUs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -146,55 +146,3 @@ def parallel_jobs(trainer: DictConfig) -> int:
 
 
 OmegaConf.register_new_resolver("lth.parallel_jobs", parallel_jobs, replace=True)
-
-
-Check = tuple[str, tuple[Callable[[Any], bool], str]]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def trainer_checks(cfg: DictConfig) -> list[Check]:
-    """Checks of lth's trainer keys and of ``trainer.devices``: at least one device, and on CPU, no more
-    DDP ranks than usable CPUs unless ``trainer.oversubscribe``. Skipped where SLURM starts the ranks
-    (``hydra/launcher=slurm``): there each rank is a task with CPUs of its own."""
-    checks: list[Check] = [
-        ("trainer.threads", ((lambda v: v == "auto" or (_is_int(v) and v >= 1)), "auto or an integer >= 1")),
-        ("trainer.oversubscribe", ((lambda v: isinstance(v, bool)), "true or false")),
-        (
-            "trainer.devices",
-            (
-                (
-                    lambda v: (
-                        v == "auto"
-                        or (_is_int(v) and v >= 1)
-                        or (
-                            isinstance(v, ListConfig) and len(v) > 0 and all(_is_int(d) and d >= 0 for d in v)
-                        )
-                    )
-                ),
-                "an integer >= 1, a non-empty list of device indices, or auto",
-            ),
-        ),
-    ]
-    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
-    trainer = cfg.trainer
-    devices = trainer.get("devices")
-    cpus = usable_cpus()
-    if (
-        "submitit" not in launcher
-        and not trainer.get("oversubscribe")
-        and (_is_int(devices) and devices > cpus)  # (as many ranks as CPUs or fewer always fit)
-        and on_cpu(trainer)  # last: under accelerator=auto it asks torch whether there is a GPU
-    ):
-        checks.append(
-            (
-                "trainer.devices",
-                (
-                    lambda _: local_ranks(trainer) <= cpus,
-                    f"at most {cpus} (the usable CPUs) DDP processes on CPU; trainer.oversubscribe=true runs more",
-                ),
-            )
-        )
-    return checks
