@@ -146,7 +146,7 @@ def test_liu_scratch_trains_the_filter_pruned_vgg_for_the_same_steps_or_the_same
 def test_ticket_transfer_and_ticket_retrain_lr_train_a_found_ticket_as_their_commands_say(
     tmp_path: Path,
 ) -> None:
-    """The README's two ticket_transfer commands (a Fashion-MNIST ticket trained on MNIST), then the
+    """The two ticket_transfer commands (docs/how-to/tickets.md: a Fashion-MNIST ticket trained on MNIST), then the
     ticket_retrain_lr sweep of that ticket: SGD and Adam at lr 0.01 and 0.1, each on the same batches."""
     write_mnist(tmp_path / "fashion", train=200, test=50, seed=1)
     write_mnist(tmp_path / "mnist", train=200, test=50, seed=2)

@@ -8,7 +8,7 @@ from lth.run.checks.rules import Check, is_int
 
 
 def replicate_checks(cfg: DictConfig) -> list[Check]:
-    """What ``train.replicates`` > 1 cannot run with (the README's list)."""
+    """What ``train.replicates`` > 1 cannot run with (docs/how-to/sweeps.md lists it)."""
     if not (is_int(cfg.train.get("replicates")) and cfg.train.replicates > 1):
         return []
     why = f"with train.replicates={cfg.train.replicates}"
