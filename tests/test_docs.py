@@ -4,12 +4,10 @@ reference is what conf/ says, and the README stays short. (`make docs` builds th
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
-import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -179,15 +177,6 @@ def precheck_of(argv: list[str]) -> str | None:
     return precheck(argv)
 
 
-def in_parallel(function: Callable[..., object], args: list[tuple]) -> list:
-    """``function`` over ``args`` in two forked processes where the machine has two CPUs (each compose of
-    a config costs ~0.2 s of one core), else in this one."""
-    if len(os.sched_getaffinity(0)) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        with multiprocessing.get_context("fork").Pool(2) as pool:
-            return pool.starmap(function, args, chunksize=1)
-    return [function(*a) for a in args]
-
-
 def test_the_docs_quote_commands_to_check() -> None:
     pages = {c.where.split(":")[0] for c in ALL}
     assert len(ALL) >= 40 and "README.md" in pages and len(pages) >= 15, (len(ALL), sorted(pages))
@@ -202,9 +191,9 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[Command, str | Non
     argv checked once however many pages quote it."""
     tmp = tmp_path_factory.mktemp("docs")
     todo = [(c, argv) for c in COMMANDS if (argv := runnable(c, tmp)[0]) is not None]
-    plans = in_parallel(plan, [(argv, c.error) for c, argv in todo])
+    plans = [plan(argv, c.error) for c, argv in todo]
     distinct = list(dict.fromkeys(tuple(a) for argvs in plans for a in argvs))
-    checked = dict(zip(distinct, in_parallel(precheck_of, [(list(a),) for a in distinct]), strict=True))
+    checked = {a: precheck_of(list(a)) for a in distinct}  # make test spreads the tests over the cores
     return {
         c: next((checked[tuple(a)] for a in argvs if checked[tuple(a)] is not None), None)
         for (c, _), argvs in zip(todo, plans, strict=True)
