@@ -39,6 +39,8 @@ FLOORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # floor: (module
     "bench": (("lth.bench",), ("run", "lottery", "analysis", "models", "data", "ground")),
     "train": (("lth.train",), ("run", "lottery", "analysis", "models", "data", "ground")),
     "analyze": (("lth.analyze",), ("run", "lottery", "analysis", "models", "data", "ground")),
+    # above the top: the papers' claims rechecked (python -m lth.claims) run sweeps and read them with lth.report
+    "claims": (("lth.claims",), ("report", "run", "lottery", "analysis", "models", "data", "ground")),
 }
 
 

@@ -1,0 +1,161 @@
+"""The claims about pruned structure: Scratch-B (Liu et al.), the teacher-student study, redundancy.
+
+Calibration (the thresholds below): CALIBRATION
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from lth.claims import measure as m
+from lth.claims import plots
+from lth.claims.spec import Check, Outcome
+
+# scratch: Scratch-B's final test accuracy minus the fine-tuned network's, at least (a match within 2 points)
+SCRATCH_MATCH = -0.02
+
+
+def scratch(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    arms = {
+        "fine-tuned": m.select(jobs, init="rewind", train__budget="steps"),
+        "fine-tuned, 2x steps": m.select(jobs, init="rewind", train__budget="flops"),
+        "Scratch-E": m.select(jobs, init="scratch", train__budget="steps"),
+        "Scratch-B": m.select(jobs, init="scratch", train__budget="flops"),
+    }
+    acc = {k: m.values(v, "test_acc") for k, v in arms.items()}
+    checks = [
+        Check(
+            "Scratch-B - fine-tuned", float(acc["Scratch-B"].mean() - acc["fine-tuned"].mean()), SCRATCH_MATCH
+        )
+    ]
+    dense = m.values(arms["fine-tuned"], "test_acc", 0)
+    details = (
+        f"one-shot L1 neuron pruning to {m.mean(jobs, 'weights_remaining'):.1%} of the weights (n="
+        f"{len(arms['Scratch-B'])} seeds), final test accuracy: dense {dense.mean():.3f}, "
+        + ", ".join(f"{k} {v.mean():.3f}" for k, v in acc.items())
+        + f"; Scratch-B trained {m.mean(arms['Scratch-B'], 'steps'):.0f} steps, fine-tuned "
+        f"{m.mean(arms['fine-tuned'], 'steps'):.0f}"
+    )
+    fig, (ax,) = plots.figure(1, "Liu et al.: structured pruning (half the hidden units), MNIST-1D")
+    plots.bars(ax, {"dense": dense, **acc}, "final test accuracy (%)")
+    lo = min(float(v.min()) for v in [dense, *acc.values()]) * 100
+    ax.set_ylim(lo - 5, None)
+    return Outcome(checks, details, fig)
+
+
+CORR = "specialisation.layer1.mean_best_corr"
+# teacher_student: random pruning's test loss over magnitude pruning's, at least (the smaller of the
+# learning rates), and magnitude pruning's lead in mean best teacher-student correlation, at least
+TS_LOSS_RATIO = 1.2
+TS_CORR = 0.03
+
+
+def teacher_student(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    rates = sorted({j.overrides.get("optim.lr", "") for j in jobs}, key=float)
+    ratios, leads, text = {}, {}, []
+    for lr in rates:
+        magnitude = m.select(jobs, init="winning_ticket", optim__lr=lr)
+        rand = m.select(jobs, init="random_prune", optim__lr=lr)
+        ratios[lr] = m.mean(rand, "test_loss") / m.mean(magnitude, "test_loss")
+        leads[lr] = m.mean(magnitude, CORR) - m.mean(rand, CORR)
+        text.append(
+            f"lr {lr}: test loss dense {m.mean(magnitude, 'test_loss', 0):.4f}, magnitude "
+            f"{m.mean(magnitude, 'test_loss'):.4f}, random {m.mean(rand, 'test_loss'):.4f}; mean best corr "
+            f"magnitude {m.mean(magnitude, CORR):.3f}, random {m.mean(rand, CORR):.3f}"
+        )
+    worst_ratio, worst_lead = min(ratios, key=ratios.__getitem__), min(leads, key=leads.__getitem__)
+    checks = [
+        Check(f"test loss random/magnitude (lr {worst_ratio})", ratios[worst_ratio], TS_LOSS_RATIO),
+        Check(f"best-corr magnitude-random (lr {worst_lead})", leads[worst_lead], TS_CORR),
+    ]
+    details = (
+        f"20% of every layer kept, student 5x the teacher's 60 units (n={len(magnitude)} seeds): "
+        + "; ".join(text)
+    )
+    fig, (loss, corr) = plots.figure(2, "Teacher-student: one-shot magnitude vs random pruning, 20% kept")
+    groups = {
+        f"{name}, lr {lr}": m.select(jobs, init=init, optim__lr=lr)
+        for lr, (name, init) in itertools.product(
+            rates, (("magnitude", "winning_ticket"), ("random", "random_prune"))
+        )
+    }
+    plots.bars(loss, {k: m.values(v, "test_loss") for k, v in groups.items()}, "test loss (MSE)", 1.0)
+    loss.set_yscale("log")
+    dense = {
+        f"dense, lr {lr}": m.values(m.select(jobs, init="winning_ticket", optim__lr=lr), CORR, 0)
+        for lr in rates
+    }
+    plots.bars(
+        corr, dense | {k: m.values(v, CORR) for k, v in groups.items()}, "mean best teacher correlation", 1.0
+    )
+    return Outcome(checks, details, fig)
+
+
+HIDDEN = ("fc1", "fc2")
+DISTANCE = "analysis.distance.{layer}.relative"
+SPREAD = "analysis.node_distribution.{layer}.incoming.{what}"
+# redundancy: the largest ratio of a hidden layer's relative distance from init between consecutive
+# widths, at most (< 1: it falls at every step); magnitude tickets' largest p-value of the node-spread
+# test, at most; a random mask's mean dispersion within this of 1, and its share of p-values < 0.01
+RED_STEP = 0.95
+RED_TICKET_P = 0.01
+RED_RANDOM_DISPERSION = 0.25
+RED_RANDOM_SMALL_P = 0.25
+
+
+def redundancy(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    widths = sorted({j.overrides["model.width_multiplier"] for j in jobs}, key=float)
+    magnitude = {w: m.select(jobs, model__width_multiplier=w, prune__criterion="magnitude") for w in widths}
+    rand = {w: m.select(jobs, model__width_multiplier=w, prune__criterion="random") for w in widths}
+    distance = {
+        layer: np.array([m.mean(magnitude[w], DISTANCE.format(layer=layer), 0) for w in widths])
+        for layer in HIDDEN
+    }
+    step = max(float(np.max(d[1:] / d[:-1])) for d in distance.values())
+
+    def spread(arms: dict[str, list[m.Job]], what: str) -> np.ndarray:
+        return np.concatenate(
+            [m.values(arms[w], SPREAD.format(layer=lay, what=what)) for w in widths for lay in HIDDEN]
+        )
+
+    ticket_p, random_p = spread(magnitude, "p_value"), spread(rand, "p_value")
+    ticket_d, random_d = spread(magnitude, "dispersion"), spread(rand, "dispersion")
+    checks = [
+        Check("distance ratio, next width/this (max)", step, RED_STEP, "<="),
+        Check("ticket spread test p (max)", float(ticket_p.max()), RED_TICKET_P, "<="),
+        Check("|random mask dispersion - 1|", abs(float(random_d.mean()) - 1), RED_RANDOM_DISPERSION, "<="),
+        Check("random mask share p<0.01", float((random_p < 0.01).mean()), RED_RANDOM_SMALL_P, "<="),
+    ]
+    details = (
+        f"widths x{', x'.join(widths)} of 100-100 at level 0, relative distance ||W-W0||/||W0||: "
+        + "; ".join(f"{lay} " + ", ".join(f"{v:.2f}" for v in d) for lay, d in distance.items())
+        + f". At {m.mean(jobs, 'weights_remaining'):.1%} of the weights, survivors per unit (incoming, {', '.join(HIDDEN)}; "
+        f"{len(ticket_d)} masks each): magnitude dispersion {ticket_d.mean():.2f} (min {ticket_d.min():.2f}), p <= "
+        f"{ticket_p.max():.3f}; random dispersion {random_d.mean():.2f} ({random_d.min():.2f}-{random_d.max():.2f}), "
+        f"p from {random_p.min():.3f}"
+    )
+    fig, (dist, disp) = plots.figure(2, "Redundancy: MLP 100-100 on MNIST-1D at several widths")
+    x = [float(w) for w in widths]
+    for layer, d in distance.items():
+        dist.plot(x, d, marker="o", label=layer)
+    dist.set_xscale("log", base=2)
+    dist.set_xticks(x, [f"x{w}" for w in widths])
+    dist.set_xlabel("width multiplier")
+    dist.set_ylabel("||W - W0|| / ||W0|| after dense training")
+    dist.legend(fontsize=7)
+    dist.grid(alpha=0.3)
+    groups = {
+        f"{name} x{w}": m.values(arms[w], SPREAD.format(layer=lay, what="dispersion"))
+        for name, arms in (("magnitude", magnitude), ("random", rand))
+        for w in widths
+        for lay in HIDDEN[:1]
+    }
+    plots.bars(disp, groups, "fc1 incoming dispersion (1 = random)", 1.0)
+    plots.hline(disp, 1.0, "a random mask")
+    return Outcome(checks, details, fig)

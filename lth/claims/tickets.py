@@ -1,0 +1,131 @@
+"""The claims about unstructured tickets: Frankle & Carbin, the learning rate, Zhou et al.
+
+Accuracies are test accuracy at the early-stop point (minimum validation loss), as Frankle & Carbin
+report them, averaged over the seeds of an arm; "the ticket" is each job's last level.
+
+Calibration (the thresholds below): CALIBRATION
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lth.claims import measure as m
+from lth.claims import plots
+from lth.claims.spec import Check, Outcome
+
+ACC = "test_acc_at_early_stop"
+CHANCE = 0.1  # MNIST-1D: 10 balanced classes
+
+# frankle: ticket - dense at least (a match within 2 points), ticket - each control at least, and the
+# ticket's early-stop step over the reinitialised network's at most
+FRANKLE_MATCH = -0.02
+FRANKLE_MARGIN = 0.05
+FRANKLE_EARLY = 0.9
+
+
+def frankle(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    ticket, reinit, rand = (m.select(jobs, init=i) for i in ("winning_ticket", "reinit", "random_prune"))
+    dense, found = m.mean(ticket, ACC, 0), m.mean(ticket, ACC)
+    early = m.mean(ticket, "early_stop_step") / m.mean(reinit, "early_stop_step")
+    checks = [
+        Check("ticket-dense", found - dense, FRANKLE_MATCH),
+        Check("ticket-reinit", found - m.mean(reinit, ACC), FRANKLE_MARGIN),
+        Check("ticket-random_prune", found - m.mean(rand, ACC), FRANKLE_MARGIN),
+        Check("early-stop step ticket/reinit", early, FRANKLE_EARLY, "<="),
+    ]
+    weights = m.mean(ticket, "weights_remaining")
+    details = (
+        f"at {weights:.1%} of the weights (n={len(ticket)} seeds): dense {dense:.3f}, ticket {found:.3f}, "
+        f"reinit {m.mean(reinit, ACC):.3f}, random_prune {m.mean(rand, ACC):.3f}; early-stop step ticket "
+        f"{m.mean(ticket, 'early_stop_step'):.0f}, reinit {m.mean(reinit, 'early_stop_step'):.0f}"
+    )
+    fig, (acc, stop) = plots.figure(2, "Frankle & Carbin: IMP on MNIST-1D, MLP 100-100, Adam 1.2e-3")
+    arms = {"winning_ticket": ticket, "reinit": reinit, "random_prune": rand}
+    plots.lines(acc, {k: m.curve(v, ACC) for k, v in arms.items()}, "test accuracy at early stop (%)")
+    plots.hline(acc, dense * 100, "dense (level 0)")
+    plots.lines(stop, {k: m.curve(v, "early_stop_step") for k, v in arms.items()}, "early-stop step", 1.0)
+    return Outcome(checks, details, fig)
+
+
+# learning_rate: the ticket's gap over reinit at lr 0.01 at least, and how much smaller it is at lr 0.1
+LR_GAP = 0.1
+LR_SHRINK = 0.08
+
+
+def learning_rate(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    gaps = {}
+    for lr in ("0.01", "0.1"):
+        ticket = m.select(jobs, init="winning_ticket", optim__lr=lr)
+        reinit = m.select(jobs, init="reinit", optim__lr=lr)
+        gaps[lr] = (m.mean(ticket, ACC), m.mean(reinit, ACC))
+    small, large = (gaps[lr][0] - gaps[lr][1] for lr in ("0.01", "0.1"))
+    checks = [
+        Check("gap(ticket-reinit) at lr 0.01", small, LR_GAP),
+        Check("gap at lr 0.01 - gap at lr 0.1", small - large, LR_SHRINK),
+    ]
+    weights = m.mean(jobs, "weights_remaining")
+    details = f"at {weights:.1%} of the weights: " + "; ".join(
+        f"lr {lr}: ticket {t:.3f}, reinit {r:.3f}, gap {t - r:+.3f}" for lr, (t, r) in gaps.items()
+    )
+    fig, axes = plots.figure(2, "Liu et al.: the ticket's gap over reinit, SGD momentum 0.9, MNIST-1D")
+    for ax, lr in zip(axes, ("0.01", "0.1"), strict=True):
+        arms = {i: m.select(jobs, init=i, optim__lr=lr) for i in ("winning_ticket", "reinit")}
+        plots.lines(
+            ax, {k: m.curve(v, ACC) for k, v in arms.items()}, f"test accuracy at early stop (%), lr {lr}"
+        )
+    lo = min(a.get_ylim()[0] for a in axes)
+    hi = max(a.get_ylim()[1] for a in axes)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+    return Outcome(checks, details, fig)
+
+
+SIGNED = ("signed_constant", "signed_reinit", "signed_reshuffle")
+UNSIGNED = ("reshuffle", "reinit")
+# zhou: the best level's supermask accuracy at least, its lead over a random mask's, and the worst
+# sign-keeping restart's lead over the best sign-losing one at the last level
+ZHOU_SUPERMASK = 0.2
+ZHOU_OVER_RANDOM = 0.1
+ZHOU_SIGNS = 0.03
+
+
+def zhou(root: Path, quick: bool) -> Outcome:
+    jobs = m.load(root)
+    ticket, rand = m.select(jobs, init="winning_ticket"), m.select(jobs, init="random_prune")
+    pruned = m.levels(ticket)[1:]
+    supermask = {lv: m.mean(ticket, "supermask_test_acc", lv) for lv in pruned}
+    best = max(supermask, key=supermask.__getitem__)
+    random_mask = m.mean(rand, "supermask_test_acc", best)
+    present = {i for j in jobs for k, i in j.overrides.items() if k == "init"}
+    signed = {i: m.mean(m.select(jobs, init=i), ACC) for i in SIGNED if i in present}
+    unsigned = {i: m.mean(m.select(jobs, init=i), ACC) for i in UNSIGNED if i in present}
+    worst, top = min(signed, key=signed.__getitem__), max(unsigned, key=unsigned.__getitem__)
+    checks = [
+        Check(f"supermask acc (level {best})", supermask[best], ZHOU_SUPERMASK),
+        Check("supermask-random mask's", supermask[best] - random_mask, ZHOU_OVER_RANDOM),
+        Check(f"{worst}-{top}", signed[worst] - unsigned[top], ZHOU_SIGNS),
+    ]
+    details = (
+        f"supermask (large_final_same_sign on theta_0, untrained) {supermask[best]:.3f} at "
+        f"{m.mean(ticket, 'weights_remaining', best):.1%} of the weights, a random mask {random_mask:.3f}, "
+        f"chance {CHANCE}; after retraining at {m.mean(ticket, 'weights_remaining'):.1%}: winning_ticket "
+        f"{m.mean(ticket, ACC):.3f}, " + ", ".join(f"{k} {v:.3f}" for k, v in {**signed, **unsigned}.items())
+    )
+    fig, (restart, mask) = plots.figure(2, "Zhou et al.: large_final_same_sign masks, MNIST-1D, Adam 1.2e-3")
+    arms = ["winning_ticket", *signed, *unsigned]
+    plots.lines(
+        restart, {i: m.curve(m.select(jobs, init=i), ACC) for i in arms}, "test accuracy at early stop (%)"
+    )
+    plots.lines(
+        mask,
+        {
+            "ticket's supermask": m.curve(ticket, "supermask_test_acc"),
+            "random mask": m.curve(rand, "supermask_test_acc"),
+        },
+        "supermask test accuracy, untrained (%)",
+    )
+    plots.hline(mask, CHANCE * 100, "chance")
+    return Outcome(checks, details, fig)
