@@ -91,7 +91,7 @@ def test_a_quick_claim_writes_its_report_table_plot_and_jobs(tiny: dict[str, tup
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
     assert "| claim | paper | measured | threshold | verdict | seconds |" in report
-    assert re.search(r"\| teacher_student \| .* \| >= 1\.2; >= 0\.03 \| PASS \| \d+ \|", report)
+    assert re.search(r"\| teacher_student \| .* \| >= 1\.2; >= 0\.02 \| PASS \| \d+ \|", report)
     assert (out / "teacher_student.png").read_bytes()[:4] == b"\x89PNG"
     assert "![teacher_student](teacher_student.png)" in report
     jobs = sorted(p.parent.name for p in (out / "teacher_student").glob("*/DONE"))

@@ -17,11 +17,11 @@ from lth.claims.spec import Check, Outcome
 ACC = "test_acc_at_early_stop"
 CHANCE = 0.1  # MNIST-1D: 10 balanced classes
 
-# frankle: ticket - dense at least (a match within 2 points), ticket - each control at least, and the
-# ticket's early-stop step over the reinitialised network's at most
-FRANKLE_MATCH = -0.02
+# frankle: ticket - dense at least (a match within 3 points; 4 with --quick's 2 seeds), ticket - each
+# control at least, and the ticket's early-stop step over the reinitialised network's at most
+FRANKLE_MATCH = {False: -0.03, True: -0.04}
 FRANKLE_MARGIN = 0.05
-FRANKLE_EARLY = 0.9
+FRANKLE_EARLY = 0.95
 
 
 def frankle(root: Path, quick: bool) -> Outcome:
@@ -30,7 +30,7 @@ def frankle(root: Path, quick: bool) -> Outcome:
     dense, found = m.mean(ticket, ACC, 0), m.mean(ticket, ACC)
     early = m.mean(ticket, "early_stop_step") / m.mean(reinit, "early_stop_step")
     checks = [
-        Check("ticket-dense", found - dense, FRANKLE_MATCH),
+        Check("ticket-dense", found - dense, FRANKLE_MATCH[quick]),
         Check("ticket-reinit", found - m.mean(reinit, ACC), FRANKLE_MARGIN),
         Check("ticket-random_prune", found - m.mean(rand, ACC), FRANKLE_MARGIN),
         Check("early-stop step ticket/reinit", early, FRANKLE_EARLY, "<="),
@@ -49,9 +49,9 @@ def frankle(root: Path, quick: bool) -> Outcome:
     return Outcome(checks, details, fig)
 
 
-# learning_rate: the ticket's gap over reinit at lr 0.01 at least, and how much smaller it is at lr 0.1
+# learning_rate: the ticket's gap over reinit at lr 0.01 at least, and the gap at lr 0.1 over it at most
 LR_GAP = 0.1
-LR_SHRINK = 0.08
+LR_SHRINK = 0.6
 
 
 def learning_rate(root: Path, quick: bool) -> Outcome:
@@ -64,7 +64,9 @@ def learning_rate(root: Path, quick: bool) -> Outcome:
     small, large = (gaps[lr][0] - gaps[lr][1] for lr in ("0.01", "0.1"))
     checks = [
         Check("gap(ticket-reinit) at lr 0.01", small, LR_GAP),
-        Check("gap at lr 0.01 - gap at lr 0.1", small - large, LR_SHRINK),
+        Check(
+            "gap at lr 0.1 / gap at lr 0.01", large / small if small > 0 else float("nan"), LR_SHRINK, "<="
+        ),
     ]
     weights = m.mean(jobs, "weights_remaining")
     details = f"at {weights:.1%} of the weights: " + "; ".join(
@@ -89,7 +91,7 @@ UNSIGNED = ("reshuffle", "reinit")
 # sign-keeping restart's lead over the best sign-losing one at the last level
 ZHOU_SUPERMASK = 0.2
 ZHOU_OVER_RANDOM = 0.1
-ZHOU_SIGNS = 0.03
+ZHOU_SIGNS = 0.05
 
 
 def zhou(root: Path, quick: bool) -> Outcome:
