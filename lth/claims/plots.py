@@ -41,11 +41,21 @@ def lines(ax: Axes, curves: Mapping[str, Curve], ylabel: str, scale: float = 100
     ax.legend(fontsize=7)
 
 
+def colour(label: str) -> str | None:
+    """The same colour for the same kind of arm across bars: dense grey, magnitude blue, random orange."""
+    for word, c in (("dense", "grey"), ("magnitude", "C0"), ("random", "C1")):
+        if label.startswith(word):
+            return c
+    return None
+
+
 def bars(ax: Axes, groups: Mapping[str, Sequence[float]], ylabel: str, scale: float = 100.0) -> None:
     """One bar per arm at its mean (error bar: one std), every seed's value as a dot."""
-    for k, found in enumerate(groups.values()):
+    for k, (label, found) in enumerate(groups.items()):
         v = np.asarray(found, dtype=float) * scale
-        ax.bar(k, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, capsize=4, alpha=0.6)
+        ax.bar(
+            k, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, capsize=4, alpha=0.6, color=colour(label)
+        )
         ax.plot(np.full(len(v), k), v, "k.", markersize=5)
     ax.set_xticks(range(len(groups)), list(groups), rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
