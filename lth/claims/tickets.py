@@ -9,21 +9,21 @@ code (2026-12-06), the full scale with 4 seeds per arm (seed sets S = 0, 100, 20
 where the quick scale's 2 seeds scatter more, its threshold is looser and says so.
 
 - frankle (at 18.5% of the weights full, 18.6% quick; accuracies at early stop):
-  ticket-dense: full -0.0035, +0.0142, FULL200_DENSE; quick -0.0140, -0.0155, +0.0180, +0.0025
+  ticket-dense: full -0.0035, +0.0142, +0.0143; quick -0.0140, -0.0155, +0.0180, +0.0025
   (threshold -0.03 full, -0.04 quick: a match within 3, or 4, points).
-  ticket-reinit: full 0.117, 0.138, FULL200_REINIT; quick 0.097, 0.096, 0.128, 0.116 (threshold 0.05).
-  ticket-random_prune: full 0.127, 0.141, FULL200_RANDOM; quick 0.120, 0.106, 0.126, 0.130 (threshold 0.05).
-  early-stop step ticket/reinit: full 0.76, 0.79, FULL200_EARLY; quick 0.73, 0.85, 0.83, 0.74 (threshold 0.95).
+  ticket-reinit: full 0.117, 0.138, 0.128; quick 0.097, 0.096, 0.128, 0.116 (threshold 0.05).
+  ticket-random_prune: full 0.127, 0.141, 0.132; quick 0.120, 0.106, 0.126, 0.130 (threshold 0.05).
+  early-stop step ticket/reinit: full 0.76, 0.79, 0.71; quick 0.73, 0.85, 0.83, 0.74 (threshold 0.95).
 - learning_rate (18.6% of the weights; --quick is the full sweep with 2 seeds, so the full runs' seed
   pairs {0,1}, {2,3}, {100,101}, {102,103} are quick runs): gap at lr 0.01: full 0.233, 0.237,
-  FULL200_GAP; pairs 0.246, 0.221, 0.255, 0.220 (threshold 0.1). Gap at lr 0.1 over gap at lr 0.01: full
-  0.146, 0.153, FULL200_RATIO; pairs 0.096, 0.201, 0.142, 0.166 (threshold 0.5). A first quick scale (2 events
+  0.247; pairs 0.246, 0.221, 0.255, 0.220 (threshold 0.1). Gap at lr 0.1 over gap at lr 0.01: full
+  0.146, 0.153, 0.217; pairs 0.096, 0.201, 0.142, 0.166 (threshold 0.5). A first quick scale (2 events
   of 60%, 600 steps) gave ratios 0.45, 0.49, 0.47, 0.61: at 600 steps reinit had not converged at lr 0.1
   either, so it was dropped.
-- zhou: best level's supermask accuracy (chance 0.1): full 0.293, 0.316, FULL200_SUPER; quick 0.278, 0.301,
-  0.269, 0.331 (threshold 0.2). Its lead over a random mask's: full 0.200, 0.219, FULL200_OVER; quick 0.182,
+- zhou: best level's supermask accuracy (chance 0.1): full 0.293, 0.316, 0.280; quick 0.278, 0.301,
+  0.269, 0.331 (threshold 0.2). Its lead over a random mask's: full 0.200, 0.219, 0.179; quick 0.182,
   0.197, 0.161, 0.216 (threshold 0.1). Worst sign-keeping restart minus best sign-losing one: full 0.101,
-  0.111, FULL200_SIGNS; quick (signed_constant - reshuffle) 0.148, 0.116, 0.115, 0.129 (threshold 0.05).
+  0.111, 0.114; quick (signed_constant - reshuffle) 0.148, 0.116, 0.115, 0.129 (threshold 0.05).
 """
 
 from __future__ import annotations
