@@ -6,12 +6,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lth.claims.spec import ClaimError
-from lth.report import Job, find_jobs
+from lth.report import find_jobs
+
+if TYPE_CHECKING:
+    from lth.report import Job
 
 
 def load(root: Path) -> list[Job]:

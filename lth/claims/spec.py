@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -78,7 +78,6 @@ class Result:
     outcome: Outcome | None = None
     error: str | None = None
     plot: str | None = None  # the PNG's file name in the output directory
-    extra: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lth.claims import measure as m
 from lth.claims import plots
 from lth.claims.spec import Check, Outcome
+
+if TYPE_CHECKING:
+    from lth.report import Job
 
 # scratch: Scratch-B's final test accuracy minus the fine-tuned network's, at least (a match within 3 points)
 SCRATCH_MATCH = -0.03
@@ -140,7 +144,7 @@ def redundancy(root: Path, quick: bool) -> Outcome:
     }
     step = max(float(np.max(d[1:] / d[:-1])) for d in distance.values())
 
-    def spread(arms: dict[str, list[m.Job]], what: str) -> np.ndarray:
+    def spread(arms: dict[str, list[Job]], what: str) -> np.ndarray:
         return np.concatenate(
             [m.values(arms[w], SPREAD.format(layer=lay, what=what)) for w in widths for lay in HIDDEN]
         )
