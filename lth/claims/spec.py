@@ -50,7 +50,8 @@ class Check:
 
     @property
     def measured_text(self) -> str:
-        return f"{self.label} {self.measured:.3g}"
+        x = self.measured
+        return f"{self.label} {x:.3f}" if 0.001 <= abs(x) < 100 else f"{self.label} {x:.3g}"
 
     @property
     def threshold_text(self) -> str:

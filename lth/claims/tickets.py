@@ -14,10 +14,10 @@ where the quick scale's 2 seeds scatter more, its threshold is looser and says s
   ticket-reinit: full 0.117, 0.138, 0.128; quick 0.097, 0.096, 0.128, 0.116 (threshold 0.05).
   ticket-random_prune: full 0.127, 0.141, 0.132; quick 0.120, 0.106, 0.126, 0.130 (threshold 0.05).
   early-stop step ticket/reinit: full 0.76, 0.79, 0.71; quick 0.73, 0.85, 0.83, 0.74 (threshold 0.95).
-- learning_rate (18.6% of the weights; --quick is the full sweep with 2 seeds, so the full runs' seed
-  pairs {0,1}, {2,3}, {100,101}, {102,103} are quick runs): gap at lr 0.01: full 0.233, 0.237,
-  0.247; pairs 0.246, 0.221, 0.255, 0.220 (threshold 0.1). Gap at lr 0.1 over gap at lr 0.01: full
-  0.146, 0.153, 0.217; pairs 0.096, 0.201, 0.142, 0.166 (threshold 0.5). A first quick scale (2 events
+- learning_rate (18.6% of the weights; --quick is the full sweep with 2 seeds): gap at lr 0.01: full
+  0.233, 0.237, 0.247; quick (S = 0, 100, 200) 0.245, 0.255, 0.244, and the full runs' other seed pairs
+  {2,3}, {102,103} 0.221, 0.220 (threshold 0.1). Gap at lr 0.1 over gap at lr 0.01: full 0.146, 0.153,
+  0.217; quick 0.096, 0.142, 0.209, pairs 0.201, 0.166 (threshold 0.5). A first quick scale (2 events
   of 60%, 600 steps) gave ratios 0.45, 0.49, 0.47, 0.61: at 600 steps reinit had not converged at lr 0.1
   either, so it was dropped.
 - zhou: best level's supermask accuracy (chance 0.1): full 0.293, 0.316, 0.280; quick 0.278, 0.301,

@@ -26,7 +26,7 @@ def markdown(
         "# lth.claims",
         "",
         f"{passed} of {len(results)} claims pass ({'--quick' if quick else 'full'} scale, seeds from {seed}), "
-        f"{seconds:.0f} s in all. Command: `python -m lth.claims {' '.join(sys.argv[1:])}`; host "
+        f"{seconds:.0f} s in all. Command: `{' '.join(['python -m lth.claims', *sys.argv[1:]])}`; host "
         f"{platform.node()}, {os.cpu_count()} CPUs, load average at the end {load}.",
         "",
         "| claim | paper | measured | threshold | verdict | seconds |",
