@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/ci.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report test bench lint docs docs-serve clean
+.PHONY: help install train sweep report test bench claims lint docs docs-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: $(STAMP)  ## lth's step against a hand-written loop (1 thread; ARGS="--th
 	$(PY) -m lth.bench --replicates --threads 1 2
 	$(PY) -m lth.bench --sweep
 	$(PY) -m lth.bench --cuda
+
+claims: $(STAMP)  ## recheck the papers' findings on this code (python -m lth.claims; ARGS="--quick", ARGS="--only frankle")
+	$(PY) -m lth.claims $(ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check lth tests docs/examples docs/gen_config_reference.py

@@ -51,6 +51,8 @@ FLOORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # floor: (module
     "bench": (("lth.bench",), (*(f"bench.{b}" for b in BENCHMARKS), "bench.common", *EDGE)),
     "train": (("lth.train",), EDGE),
     "analyze": (("lth.analyze",), EDGE),
+    # above the top: the papers' claims rechecked (python -m lth.claims) run sweeps and read them with lth.report
+    "claims": (("lth.claims",), ("report", *(f"report.{m}" for m in REPORT_PARTS), *EDGE)),
 }
 
 

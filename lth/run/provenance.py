@@ -67,7 +67,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -79,7 +79,7 @@ def _cpu_model() -> str:
 
 def device_name(device: torch.device) -> str:
     """``cuda: NVIDIA H200``, ``cpu: AMD EPYC 7763``, ..."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return f"{device.type}: {name}"
 
 
