@@ -256,7 +256,7 @@ def build_job(
         stacked,
         [Path(c.paths.output_dir) for c in everyone] if stacked else [],
         [j for j in jobs if j.replicated],
-        [_overrides(lottery_jobs[k][0]) for k in indices] if any(j.hydra for j in jobs) else None,
+        [_overrides(lottery_jobs[k][0]) for k in indices] if any(j.hydra is not None for j in jobs) else None,
     )
 
 
