@@ -136,21 +136,36 @@ def test_max_stack_counts_a_jobs_replicates_and_never_splits_them(lth_cli: Cli, 
     assert all((sweep / n / f"replicate_{k}" / "DONE").exists() for n in job_dirs(sweep) for k in range(2))
 
 
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        (["seed=0,1"], {"0_seed=0": 0, "1_seed=1": 1}),
+        (
+            ["seed=0,5", "train.replicates=2"],
+            {
+                f"{job}/replicate_{k}": seed + k
+                for job, seed in (("0_seed=0", 0), ("1_seed=5", 5))
+                for k in (0, 1)
+            },
+        ),
+    ],
+    ids=["lotteries", "replicates"],
+)
 def test_each_lottery_of_a_stack_is_its_own_wandb_run_as_in_the_unstacked_sweep(
-    lth_cli: Cli, tmp_path: Path
+    lth_cli: Cli, tmp_path: Path, grid: list[str], expected: dict[str, int]
 ) -> None:
-    """W&B offline: one run per lottery, named by its job directory, grouped by the sweep, its seed in its
-    config, its curves logged: as the unstacked sweep's runs."""
+    """W&B offline: one run per lottery (a job's replicates: one each), named by its directory, grouped by
+    the sweep, its seed in its config, its curves logged: as the unstacked sweep's runs."""
     runs = {}
     for name, sweeper in (("stacked", [STACKED]), ("single", [])):
         sweep = tmp_path / name
         tiny = [o for o in TINY if o != "logger=none"]
-        result = lth_cli("-m", *sweeper, *tiny, "logger=wandb", "seed=0,1", f"hydra.sweep.dir={sweep}")
+        result = lth_cli("-m", *sweeper, *tiny, "logger=wandb", *grid, f"hydra.sweep.dir={sweep}")
         assert result.returncode == 0, result.stderr[-3000:]
         found = {}
-        for log in sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb")):
+        for log in sorted(sweep.rglob("run-*.wandb")):
             run = read_run(log)
-            found[log.relative_to(sweep).parts[0]] = (
+            found[str(log.relative_to(sweep)).split("/wandb/")[0]] = (
                 run.run.display_name,
                 run.run.run_group == str(sweep)[-128:],  # grouped by its sweep
                 run.config["seed"],
@@ -159,8 +174,7 @@ def test_each_lottery_of_a_stack_is_its_own_wandb_run_as_in_the_unstacked_sweep(
         runs[name] = found
     assert runs["stacked"] == runs["single"]
     assert {job: run[:3] for job, run in runs["single"].items()} == {
-        "0_seed=0": ("0_seed=0", True, 0),
-        "1_seed=1": ("1_seed=1", True, 1),
+        job: (job, True, seed) for job, seed in expected.items()
     }
 
 
