@@ -60,6 +60,6 @@ docs: $(STAMP)  ## build the documentation site into site/ (mkdocs build --stric
 docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000, rebuilt on every edit
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
-clean:  ## remove outputs, sweeps and caches (keeps .venv)
-	rm -rf outputs multirun wandb site .pytest_cache .ruff_cache
+clean:  ## remove outputs, sweeps, claims runs, the built site and caches (keeps .venv)
+	rm -rf outputs multirun claims wandb site .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
