@@ -27,7 +27,7 @@ from lth.run.job import Job, build_job, execute, run
 from lth.run.job_dir import RunDirectory
 from tests.conftest import LTH_TRAIN, Crash, CrashAt
 from tests.test_resume import JOB as RESUME_JOB
-from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
+from tests.test_resume import assert_same_results, kill_twice
 
 # A replicate against its single job: the MLP's stack (StackedLinear) and the side-by-side stack run each
 # replicate with its single job's kernels, so on the CPU at one thread weights, masks and evaluations are
@@ -234,13 +234,7 @@ def test_kill_9_mid_level_then_rerun_equals_an_uninterrupted_run(
 
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     assert start(reference).wait(timeout=300) == 0
-    kills = 0
-    for _ in range(4):
-        proc = start(interrupted)
-        wait_for_new_checkpoint(proc, interrupted / "checkpoints" / "last.ckpt")
-        kills += kill(proc)
-        if kills == 2:
-            break
+    kills = kill_twice(lambda: start(interrupted), lambda _: interrupted / "checkpoints" / "last.ckpt")
     assert kills == 2 and not (interrupted / "DONE").exists()
     assert start(interrupted).wait(timeout=300) == 0
     assert Path(f"{interrupted}.log").read_text().count("resuming from") >= kills

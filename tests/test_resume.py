@@ -77,6 +77,21 @@ def kill(proc: subprocess.Popen[str]) -> bool:
     return proc.returncode == -9
 
 
+def kill_twice(
+    start: Callable[[], subprocess.Popen[str]], checkpoint: Callable[[subprocess.Popen[str]], Path]
+) -> int:
+    """Start the run and kill -9 it once it has written a new ``checkpoint(proc)``, until it was killed
+    while running twice (at most 4 starts); the number of such kills."""
+    kills = 0
+    for _ in range(4):
+        proc = start()
+        wait_for_new_checkpoint(proc, checkpoint(proc))
+        kills += kill(proc)
+        if kills == 2:
+            break
+    return kills
+
+
 def test_kill_9_at_random_points_then_rerun_equals_an_uninterrupted_run(start, tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     assert start(reference).wait() == 0

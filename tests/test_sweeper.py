@@ -16,7 +16,7 @@ from lth.report import report
 from lth.run.sweeper import AUTO_MAX_STACK, max_stack_size
 from tests.conftest import LTH_TRAIN
 from tests.test_replicates import assert_same_lottery
-from tests.test_resume import assert_same_results, kill, wait_for_new_checkpoint
+from tests.test_resume import assert_same_results, kill_twice
 from tests.wandb_reader import read_run
 
 TINY = ["train.steps=30", "train.eval_every=10", "prune.levels=1", "logger=none", "trainer.accelerator=cpu"]
@@ -226,13 +226,7 @@ def test_kill_9_of_a_stacked_sweep_then_rerun_equals_an_uninterrupted_one(
 
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     assert start(reference).wait(timeout=300) == 0
-    kills = 0
-    for _ in range(4):
-        proc = start(interrupted)
-        wait_for_new_checkpoint(proc, stack_checkpoint(proc, interrupted))
-        kills += kill(proc)
-        if kills == 2:
-            break
+    kills = kill_twice(lambda: start(interrupted), lambda proc: stack_checkpoint(proc, interrupted))
     assert kills == 2
     assert not all((interrupted / n / "DONE").exists() for n in job_dirs(interrupted))
     assert start(interrupted).wait(timeout=300) == 0
