@@ -305,6 +305,44 @@ def test_the_batched_matmul_and_the_vmap_forward_give_each_replicate_its_own_los
     torch.testing.assert_close(stacked.vmapped_losses(x, y, F.cross_entropy), alone)
 
 
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: [torch.nn.Flatten(), torch.nn.Linear(40, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)],
+        lambda: [
+            torch.nn.ReLU(),
+            torch.nn.Linear(40, 32, bias=False),
+            torch.nn.ReLU(),
+            torch.nn.ReLU(),
+            torch.nn.Linear(32, 24),
+            torch.nn.Linear(24, 10),
+            torch.nn.ReLU(),
+        ],
+    ],
+    ids=["mlp", "relu-first-no-bias-relu-last"],
+)
+def test_the_stacked_chain_gives_each_replicate_its_single_forward_and_gradients_to_the_bit(layers) -> None:
+    """One autograd node for the chain, ReLUs in place: every replicate's output, loss, weight and bias
+    gradients and input gradient equal its own module's (one thread, the CPU; matrices of the sizes
+    torch multiplies with its BLAS, not its loop for tiny ones)."""
+    models = [torch.nn.Sequential(*layers()) for _ in range(3)]
+    x, y = torch.randn(3, 32, 40), torch.randint(0, 10, (3, 32))
+    stacked = StackedNetworks(models, prunable_weight_names(models[0]))
+    assert stacked.chain
+    xs = x.clone().requires_grad_()
+    stacked.objective(stacked.losses(xs, y, F.cross_entropy)).backward()
+    for k, model in enumerate(models):
+        alone = torch.nn.Sequential(*layers())
+        alone.load_state_dict(model.state_dict())
+        xk = x[k].clone().requires_grad_()
+        out = alone(xk)
+        F.cross_entropy(out, y[k]).backward()
+        assert torch.equal(stacked.outputs(x)[k], out)
+        assert torch.equal(xs.grad[k], xk.grad)
+        for name, p in alone.named_parameters():
+            assert torch.equal(stacked.params[name].grad[k], p.grad), name
+
+
 def test_each_replicates_batch_norm_statistics_move_as_in_its_single_job(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

@@ -204,6 +204,33 @@ def test_hyperparameters_are_k_tensors_on_the_device_filled_in_place() -> None:
     assert group["base_lr"].tolist() == LRS
 
 
+def test_scaling_by_the_same_factors_again_applies_them_after_the_rates_were_written() -> None:
+    """``scale_lrs`` skips factors equal to the last call's (a constant schedule), but not once the
+    learning rates were written since: by ``set_lrs``, in place, or by loading a state dict."""
+    p = torch.nn.Parameter(torch.zeros(K, 4))
+    optimizer = StackedSGD([p], lr=LRS)
+    lr = optimizer.param_groups[0]["lr"]
+    expected = [LRS[0] * 0.5, LRS[1] * 0.1, 0.0]
+    optimizer.scale_lrs([0.5, 0.1, 0.0])
+    saved = copy.deepcopy(optimizer.state_dict())
+    for write in (
+        lambda: optimizer.set_lrs(1.0),
+        lambda: lr.fill_(2.0),
+        lambda: optimizer.load_state_dict(
+            {
+                **saved,
+                "param_groups": [{**saved["param_groups"][0], "lr": torch.ones(K, dtype=torch.float64)}],
+            }
+        ),
+    ):
+        write()
+        assert lr.tolist() != expected
+        optimizer.scale_lrs([0.5, 0.1, 0.0])
+        assert lr.tolist() == expected
+    optimizer.scale_lrs([1.0, 1.0, 1.0])
+    assert lr.tolist() == LRS
+
+
 def test_a_lottery_with_lr_zero_stays_put_while_the_others_move() -> None:
     p = torch.nn.Parameter(torch.randn(K, 3, 2))
     start = p.detach().clone()
@@ -213,6 +240,41 @@ def test_a_lottery_with_lr_zero_stays_put_while_the_others_move() -> None:
         p.grad = torch.randn(K, 3, 2)
         optimizer.step()
     assert torch.equal(p[1], start[1]) and not torch.equal(p[0], start[0]) and not torch.equal(p[2], start[2])
+
+
+def test_sgd_terms_switched_on_in_place_are_applied() -> None:
+    """The SGD step leaves out weight decay and Nesterov where no lottery uses them, read at each step:
+    one switched on in place later (``fill_``) is applied from the next step, as torch's SGD applies it."""
+    pair = Pair(StackedSGD, torch.optim.SGD, per_lottery(SGD_CASES["momentum"]))
+    for t in range(STEPS):
+        if t == 50:
+            pair.optimizer.param_groups[0]["weight_decay"].copy_(torch.tensor([5e-4, 0.0, 1e-3]))
+            pair.optimizer.param_groups[0]["nesterov"].fill_(True)
+            for k, single in enumerate(pair.singles):
+                single.param_groups[0].update(weight_decay=[5e-4, 0.0, 1e-3][k], nesterov=True)
+        pair.step(t, gradients(t))
+        assert pair.error() <= 1e-6, f"step {t}: relative error {pair.error():.3g}"
+
+
+def test_sgd_steps_parameters_of_two_dtypes() -> None:
+    params = [
+        torch.nn.Parameter(torch.randn(K, 4)),
+        torch.nn.Parameter(torch.randn(K, 2, dtype=torch.float64)),
+    ]
+    singles = [[torch.nn.Parameter(p.detach()[k].clone()) for p in params] for k in range(K)]
+    optimizer = StackedSGD(params, lr=LRS, momentum=0.9, weight_decay=1e-3)
+    torch_sgds = [torch.optim.SGD(singles[k], lr=LRS[k], momentum=0.9, weight_decay=1e-3) for k in range(K)]
+    for _ in range(20):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimizer.step()
+        for k, sgd in enumerate(torch_sgds):
+            for p, q in zip(params, singles[k], strict=True):
+                q.grad = p.grad[k].clone()
+            sgd.step()
+    for k in range(K):
+        for p, q in zip(params, singles[k], strict=True):
+            assert p.dtype == q.dtype and torch.allclose(p.detach()[k], q.detach(), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ over ``stack.parameters()`` steps them all. Three kernels:
   ``Lottery`` operation (pruning, restarts, ``load_model_state``, evaluation, theta_0 snapshots) works on
   one replicate unchanged and writes through to the stack. The step runs all replicates at once on a
   ``(K, B, ...)`` batch: a chain of ``Flatten``, ``Linear`` and ``ReLU`` (the MLPs) as batched matrix
-  products (``StackedLinear``: each slice as ``F.linear`` computes it, so on the CPU a replicate's
+  products (``StackedChain``: each slice as ``F.linear`` computes it, so on the CPU a replicate's
   gradients and weights equal its single job's to the bit), any other model as ``vmap`` over ``functional_call`` (BatchNorm's running
   statistics and batch counts, passed as batched buffers, are updated in place in the stacked tensors).
 - ``ListedNetworks``: K networks side by side, one forward each (a network ``vmap`` cannot run, e.g. the
@@ -153,26 +153,60 @@ class ListedNetworks(Stack):
         return torch.stack([network(x[k]) for k, network in enumerate(self.networks)])
 
 
-class StackedLinear(torch.autograd.Function):
-    """K ``F.linear`` at once, ``(K, N, in) -> (K, N, out)``, each slice computed as ``F.linear`` computes
-    it alone (forward ``h @ W^T + b``; backward ``g @ W``, ``g^T @ h``, ``g.sum``): on the CPU at one
-    thread each replicate's forward and gradients equal its single network's to the bit."""
+class StackedChain(torch.autograd.Function):
+    """A chain of Linear and ReLU layers on K replicates at once, ``(K, N, in) -> (K, N, out)``, as one
+    autograd node. ``ops`` names each layer (``"linear"`` or ``"relu"``); ``layers`` holds each Linear's
+    weight ``(K, out, in)`` and bias ``(K, out)`` or None. Each slice is computed as ``F.linear`` and
+    ``relu`` compute it alone (forward ``h @ W^T + b``; backward ``g @ W``, ``g^T @ h``, ``g.sum`` and
+    ReLU's ``threshold_backward``), so on the CPU at one thread each replicate's forward and gradients
+    equal its single network's to the bit. ReLUs act in place on the tensors the chain made (one node
+    and fewer fresh tensors a step: the step is bound by overhead and memory traffic, not arithmetic)."""
 
     @staticmethod
-    def forward(ctx: Any, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(h, weight)
-        ctx.has_bias = bias is not None
-        if bias is None:
-            return torch.bmm(h, weight.transpose(1, 2))
-        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+    def forward(ctx: Any, x: Tensor, ops: tuple[str, ...], *layers: Tensor | None) -> Tensor:
+        h, made, saved, weights = x, False, [], iter(layers)
+        for op in ops:
+            saved.append(h)  # a Linear's input, or (after it) a ReLU's output
+            if op == "relu":
+                h = h.relu_() if made else h.relu()
+                saved[-1], made = h, True
+            else:
+                weight, bias = next(weights), next(weights)
+                assert weight is not None
+                if bias is None:
+                    h = torch.bmm(h, weight.transpose(1, 2))
+                else:
+                    h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                made = True
+        ctx.ops = ops
+        ctx.save_for_backward(*saved, *layers)
+        return h
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        h, weight = ctx.saved_tensors
-        grad_h = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.bmm(g.transpose(1, 2), h) if ctx.needs_input_grad[1] else None
-        grad_bias = g.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_h, grad_weight, grad_bias
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        ops = ctx.ops
+        saved, layers = ctx.saved_tensors[: len(ops)], ctx.saved_tensors[len(ops) :]
+        grads: list[Tensor | None] = [None] * len(layers)
+        made = False  # whether g is a tensor this backward made (then a ReLU's backward acts in place)
+        linear = len(layers) // 2
+        for i in reversed(range(len(ops))):
+            if ops[i] == "relu":
+                if i == 0 and not ctx.needs_input_grad[0]:
+                    break
+                if made:
+                    torch.ops.aten.threshold_backward.grad_input(g, saved[i], 0, grad_input=g)
+                else:
+                    g, made = torch.ops.aten.threshold_backward(g, saved[i], 0), True
+                continue
+            linear -= 1
+            weight, bias = layers[2 * linear], layers[2 * linear + 1]
+            if ctx.needs_input_grad[2 + 2 * linear]:
+                grads[2 * linear] = torch.bmm(g.transpose(1, 2), saved[i])
+            if bias is not None and ctx.needs_input_grad[3 + 2 * linear]:
+                grads[2 * linear + 1] = g.sum(1)
+            if i > 0 or ctx.needs_input_grad[0]:
+                g, made = torch.bmm(g, weight), True
+        return (g if ctx.needs_input_grad[0] else None, None, *grads)
 
 
 def _rebind(model: nn.Module, name: str, tensor: Tensor, parameter: bool) -> None:
@@ -214,25 +248,25 @@ class StackedNetworks(Stack):
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh_factors())
         self._bind_views()
 
-    # the stacked tensors by their models' names (read anew: moving the module replaces buffers)
-    @property
-    def params(self) -> dict[str, nn.Parameter]:
-        return {n: self.stacked_params[buffer_name(n)] for n in self.names["params"]}
-
-    @property
-    def buffers(self) -> dict[str, Tensor]:
-        return {n: getattr(self.stacked_buffers, buffer_name(n)) for n in self.names["buffers"]}
-
-    @property
-    def masks(self) -> dict[str, Tensor]:
-        return {n: getattr(self.stacked_masks, buffer_name(n)) for n in self.prunable}
-
-    @property
-    def factors(self) -> dict[str, Tensor]:
-        return {n: getattr(self.stacked_factors, buffer_name(n)) for n in self.prunable}
+    def _collect(self) -> None:
+        """``params``, ``buffers``, ``masks``, ``factors``: the stacked tensors by their models' names
+        (collected anew after a move, which replaces the buffers; loading a state dict copies in place)."""
+        self.params: dict[str, nn.Parameter] = {
+            n: self.stacked_params[buffer_name(n)] for n in self.names["params"]
+        }
+        self.buffers: dict[str, Tensor] = {
+            n: getattr(self.stacked_buffers, buffer_name(n)) for n in self.names["buffers"]
+        }
+        self.masks: dict[str, Tensor] = {
+            n: getattr(self.stacked_masks, buffer_name(n)) for n in self.prunable
+        }
+        self.factors: dict[str, Tensor] = {
+            n: getattr(self.stacked_factors, buffer_name(n)) for n in self.prunable
+        }
 
     def _bind_views(self) -> None:
         """Make every replicate's parameters, buffers, masks and factors views of its stacked slice."""
+        self._collect()
         params, buffers, masks, factors = self.params, self.buffers, self.masks, self.factors
         for k, network in enumerate(self.networks):
             for name, stacked in params.items():
@@ -265,13 +299,14 @@ class StackedNetworks(Stack):
 
     def _chain(self, x: Tensor) -> Tensor:
         """The linear chain on ``(K, N, ...)`` inputs by batched matrix products, ``(K, N, out)``."""
-        h, params = x.flatten(2), self.params
+        params, ops, layers = self.params, [], []
         for name, layer in self.base.named_children():
             if isinstance(layer, nn.Linear):
-                h = StackedLinear.apply(h, params[f"{name}.weight"], params.get(f"{name}.bias"))
+                ops.append("linear")
+                layers += [params[f"{name}.weight"], params.get(f"{name}.bias")]
             elif isinstance(layer, nn.ReLU):
-                h = h.relu()
-        return h
+                ops.append("relu")
+        return StackedChain.apply(x.flatten(2), tuple(ops), *layers)
 
     def vmapped_losses(self, x: Tensor, y: Tensor, loss: Loss) -> Tensor:
         """``losses`` by ``vmap`` over ``functional_call`` (any architecture; BatchNorm buffers updated in place)."""

@@ -44,6 +44,8 @@ class StackedOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self.size: int | None = None  # K, from the first parameter
+        self._scaled: dict[int, tuple[Any, ...]] = {}  # per group: scale_lrs's last factors, lr versions
+        self._flags: dict[int, tuple[Tensor, int, bool]] = {}  # per tensor: its version, whether any is set
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -81,6 +83,17 @@ class StackedOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{name} must be one value or K={size} values, got shape {tuple(tensor.shape)}")
         return tensor.to(device).clone()
 
+    def _uses(self, group: dict[str, Any], name: str) -> bool:
+        """Whether any lottery's ``name`` is nonzero (true): read on the host on the CPU, again only after
+        the tensor was written (its version); elsewhere True (a zero term changes nothing; never a sync)."""
+        flags = group[name]
+        if flags.device.type != "cpu":
+            return True
+        seen = self._flags.get(id(flags))
+        if seen is None or seen[0] is not flags or seen[1] != flags._version:
+            seen = self._flags[id(flags)] = (flags, flags._version, bool(flags.any()))
+        return seen[2]
+
     def _check(self, group: dict[str, Any]) -> None:
         """Reject what torch.optim rejects, per lottery (on the host: at construction only)."""
         for name in ("lr", "weight_decay", "momentum", "eps"):
@@ -94,11 +107,18 @@ class StackedOptimizer(torch.optim.Optimizer):
             lr.copy_(torch.as_tensor(lrs, dtype=lr.dtype).to(lr.device, non_blocking=True).expand_as(lr))
 
     def scale_lrs(self, factors: float | Sequence[float] | Tensor) -> None:
-        """Set each lottery's learning rate to its base one (the constructor's) times its schedule factor."""
+        """Set each lottery's learning rate to its base one (the constructor's) times its schedule factor.
+        Factors given as Python numbers equal to the last call's change nothing when the learning rates
+        were not written since (a constant schedule costs no tensor operation a step)."""
+        key = tuple(factors) if isinstance(factors, Sequence) else None
         for group in self.param_groups:
-            lr = group["lr"]
+            lr, base = group["lr"], group["base_lr"]
+            if key is not None and self._scaled.get(id(group)) == (key, lr._version, base._version):
+                continue
             factor = torch.as_tensor(factors, dtype=lr.dtype).to(lr.device, non_blocking=True)
-            torch.mul(group["base_lr"], factor, out=lr)
+            torch.mul(base, factor, out=lr)
+            if key is not None:
+                self._scaled[id(group)] = (key, lr._version, base._version)
 
     def state_dict(self) -> dict[str, Any]:
         """torch.optim's, with the group's hyperparameters copied (``set_lrs`` would change them later)."""
@@ -124,17 +144,21 @@ class StackedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            cast: dict[torch.dtype, dict[str, Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                if p.dtype not in cast:
-                    cast[p.dtype] = {k: v.to(p.dtype) for k, v in self._coefficients(group).items()}
-                shape = (self.size,) + (1,) * (p.dim() - 1)
-                self._step_param(p, group, {k: v.view(shape) for k, v in cast[p.dtype].items()})
+            if params:
+                self._step_group(params, group)
         return loss
+
+    def _step_group(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """Step ``params`` (those of ``group`` with a gradient), one at a time."""
+        cast: dict[torch.dtype, dict[str, Tensor]] = {}
+        for p in params:
+            if p.dtype not in cast:
+                cast[p.dtype] = {k: v.to(p.dtype) for k, v in self._coefficients(group).items()}
+            self._step_param(p, group, {k: v.view(per_slice(p)) for k, v in cast[p.dtype].items()})
 
     def _coefficients(self, group: dict[str, Any]) -> dict[str, Tensor]:
         """The step's per-lottery factors, ``(K,)``, computed in the hyperparameters' precision."""
@@ -147,6 +171,11 @@ class StackedOptimizer(torch.optim.Optimizer):
 
 def hyper_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def per_slice(p: Tensor) -> tuple[int, ...]:
+    """The shape a ``(K,)`` hyperparameter takes to broadcast over ``p``'s slices: ``(K, 1, ...)``."""
+    return (p.shape[0],) + (1,) * (p.dim() - 1)
 
 
 class StackedSGD(StackedOptimizer):
@@ -171,19 +200,41 @@ class StackedSGD(StackedOptimizer):
         if bool((group["nesterov"] & (group["momentum"] <= 0)).any()):
             raise ValueError("Nesterov momentum requires a momentum (a lottery has nesterov and momentum 0)")
 
-    def _coefficients(self, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {"lr": group["lr"], "momentum": group["momentum"], "weight_decay": group["weight_decay"]}
+    def _step_group(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """The parameters of each dtype at once (torch's foreach kernels)."""
+        for dtype in dict.fromkeys(p.dtype for p in params):
+            self._step_tensors([p for p in params if p.dtype == dtype], group)
 
-    def _step_param(self, p: Tensor, group: dict[str, Any], c: dict[str, Tensor]) -> None:
+    def _step_tensors(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """``params`` of one dtype; weight decay and Nesterov's look-ahead only where a lottery uses
+        them. Each term is the one torch.optim's SGD computes, elementwise."""
+        dtype, shapes = params[0].dtype, [per_slice(p) for p in params]
+        momentum = group["momentum"].to(dtype)
+        grads = [p.grad for p in params]
+        if self._uses(group, "weight_decay"):
+            weight_decay = group["weight_decay"].to(dtype)
+            grads = [
+                torch.addcmul(g, p, weight_decay.view(s))
+                for g, p, s in zip(grads, params, shapes, strict=True)
+            ]
+        bufs = [self._momentum_buffer(p) for p in params]
+        torch._foreach_mul_(bufs, [momentum.view(s) for s in shapes])
+        torch._foreach_add_(bufs, grads)
+        updates = bufs
+        if self._uses(group, "nesterov"):
+            nesterov = group["nesterov"]
+            updates = [
+                torch.where(nesterov.view(s), torch.addcmul(g, b, momentum.view(s)), b)
+                for g, b, s in zip(grads, bufs, shapes, strict=True)
+            ]
+        lr = group["lr"].to(dtype)
+        torch._foreach_addcmul_(params, updates, [lr.view(s) for s in shapes], value=-1)
+
+    def _momentum_buffer(self, p: Tensor) -> Tensor:
         state = self.state[p]
         if "momentum_buffer" not in state:  # 0 * 0 + grad: the first gradient, as torch's clone
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        buf = state["momentum_buffer"]
-        grad = torch.addcmul(p.grad, p, c["weight_decay"])
-        buf.mul_(c["momentum"]).add_(grad)
-        nesterov = group["nesterov"].view(c["lr"].shape)
-        update = torch.where(nesterov, torch.addcmul(grad, buf, c["momentum"]), buf)
-        p.addcmul_(update, c["lr"], value=-1)
+        return state["momentum_buffer"]
 
 
 class StackedAdam(StackedOptimizer):

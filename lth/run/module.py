@@ -263,8 +263,7 @@ class LotteryModule(pl.LightningModule):
         optimizer = self.optimizers().optimizer
         assert isinstance(optimizer, StackedOptimizer)
         t = step - self.level_start
-        factors = [factor(t, self.level_steps) for factor in self.factors]
-        optimizer.scale_lrs(torch.tensor(factors, dtype=torch.float64))
+        optimizer.scale_lrs([factor(t, self.level_steps) for factor in self.factors])
 
     def configure_optimizers(self) -> dict[str, Any]:
         if self.per_lottery:
