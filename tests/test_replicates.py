@@ -29,7 +29,7 @@ from tests.conftest import LTH_TRAIN, Crash, CrashAt
 from tests.test_resume import JOB as RESUME_JOB
 from tests.test_resume import assert_same_results, kill_twice
 
-# A replicate against its single job: the MLP's stack (StackedLinear) and the side-by-side stack run each
+# A replicate against its single job: the MLP's stack (StackedChain) and the side-by-side stack run each
 # replicate with its single job's kernels, so on the CPU at one thread weights, masks and evaluations are
 # equal to the bit (REL 0); only the recorded mean training loss sums its batch in another order (its
 # gradient is the same), within TRAIN_LOSS_REL. vmap stacks sum in another order (TOLERANCES: relative,

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig
 
 from lth.report import report
-from lth.run.sweeper import AUTO_MAX_STACK, max_stack_size
+from lth.run.stack_memory import AUTO_MAX_STACK, auto_fit, lottery_bytes
+from lth.run.sweeper import max_stack_size
 from tests.conftest import LTH_TRAIN
 from tests.test_replicates import assert_same_lottery
 from tests.test_resume import assert_same_results, kill_twice
@@ -237,15 +239,53 @@ def test_kill_9_of_a_stacked_sweep_then_rerun_equals_an_uninterrupted_one(
         assert_same_results(reference / name, interrupted / name)
 
 
-@pytest.mark.parametrize(("value", "size"), [("auto", AUTO_MAX_STACK), (3, 3)])
-def test_max_stack_is_a_positive_integer_or_auto(value: object, size: int) -> None:
+@pytest.mark.parametrize(("value", "size"), [("auto", None), (3, 3)])
+def test_max_stack_is_a_positive_integer_or_auto(value: object, size: int | None) -> None:
     assert max_stack_size(value) == size
+
+
+def test_auto_estimates_a_lotterys_memory_from_its_model_and_batch(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    """The estimate grows with the model (its parameters) and the batch (its activations); the fit is
+    half the memory over it, at least 1 and at most AUTO_MAX_STACK."""
+    base = lottery_bytes(make_cfg())
+    wide = lottery_bytes(make_cfg("model.hidden=[1000,1000]"))
+    big_batch = lottery_bytes(make_cfg("train.batch_size=1024"))
+    params = 40 * 1000 + 1000 * 1000 + 1000 * 10
+    assert base < big_batch < wide and wide > 10 * 4 * params  # ten float copies of ~1M parameters
+    fit = auto_fit(make_cfg("model.hidden=[1000,1000]"), memory_gb=1.0)
+    assert fit.lotteries == int(0.5 * 1e9 // wide) and fit.where == "hydra.sweeper.memory_gb"
+    assert auto_fit(make_cfg(), memory_gb=1e-6).lotteries == 1
+    assert auto_fit(make_cfg(), memory_gb=1e6).lotteries == AUTO_MAX_STACK
+
+
+def test_auto_splits_a_grid_that_does_not_fit_in_memory_and_says_so(lth_cli: Cli, tmp_path: Path) -> None:
+    """max_stack=auto with 10 MB: 3 default lotteries (~1.4 MB each, half the memory) to a stack."""
+    stacked, single = tmp_path / "stacked", tmp_path / "single"
+    grid = ["seed=0,1,2,3,4"]
+    result = lth_cli(
+        "-m", STACKED, "hydra.sweeper.memory_gb=0.01", *TINY, *grid, f"hydra.sweep.dir={stacked}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lines_starting(result.stdout, "lth: 5 jobs") == [
+        "lth: 5 jobs in 2 stacks (max_stack=auto: 3 lotteries of ~1.4 MB each in half of 10.0 MB "
+        "(hydra.sweeper.memory_gb))"
+    ]
+    assert lth_cli("-m", *TINY, *grid, f"hydra.sweep.dir={single}").returncode == 0
+    assert job_dirs(stacked) == job_dirs(single)
+    for name in job_dirs(single):
+        assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
 
 
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ("hydra.sweeper.max_stack=0", "hydra.sweeper.max_stack=0; allowed: an integer >= 1 or auto"),
+        (
+            "hydra.sweeper.memory_gb=0",
+            "hydra.sweeper.memory_gb=0; allowed: a number of GB > 0, or null (the free memory found)",
+        ),
         (
             "hydra.output_subdir=null",
             "hydra.output_subdir=None; allowed: a directory name with hydra/sweeper=stacked (it reads each "

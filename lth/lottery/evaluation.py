@@ -5,7 +5,7 @@ expanded, not copied) and run through the stack's forward in chunks of ``chunk``
 loss is summed per replicate and divided by the number of target elements, as in training; accuracy
 is the count of correct argmax predictions over ``N`` as a float32 division (torchmetrics' micro
 accuracy). Each network's loss is reduced as its single job reduces it; where the stack's forward
-equals the single network's (K=1; the MLP's ``StackedLinear`` on the CPU) and a split fits in one
+equals the single network's (K=1; the MLP's ``StackedChain`` on the CPU) and a split fits in one
 chunk of ``chunk // K`` rows, the metrics equal the single job's to the bit. Otherwise (``vmap``, larger
 splits) they can differ in the last float digits and, on an exact tie of two logits, a prediction can
 differ.

@@ -18,7 +18,8 @@ launcher job per stack (any launcher: basic, joblib, submitit):
 
 A stack whose lotteries are all done is not launched again, so rerunning the command finishes only
 what is left; an interrupted stack resumes from its checkpoint (its directory is named by its members).
-Nothing here imports torch: the stacks are formed before any job starts.
+The stacks are formed before any job starts; torch is imported only for ``max_stack=auto``'s estimate of
+a lottery's memory (``lth.run.stack_memory``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,14 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lth.errors import invalid
+from lth.run.stack_memory import Fit, auto_fit
 from lth.run.stacking import incompatibility, stack_key
 
-AUTO_MAX_STACK = 64  # max_stack=auto: a generous fixed cap (no memory estimate)
 STACKS_DIR = ".stacks"  # under the sweep directory; hidden from lth.report and the sweep table
 STACK_KEY = "lth_stack"  # the override that gives a stack's job its members' manifest
+
+
+Key = tuple[tuple[str, Any], ...]  # lth.run.stacking.stack_key: what lotteries of one stack share
 
 
 @dataclass
@@ -55,7 +60,7 @@ class Member:
     output_dir: Path
     config: DictConfig  # with its ``hydra`` node, as Hydra's launcher composes it
     resolved: DictConfig  # the job's config, resolved as the job resolves it
-    key: tuple[tuple[str, Any], ...]
+    key: Key
 
     @property
     def lotteries(self) -> int:
@@ -67,21 +72,31 @@ class Member:
         return (self.output_dir / "DONE").exists()
 
 
-def max_stack_size(value: Any) -> int:
-    """``max_stack``: a positive integer, or ``auto`` (``AUTO_MAX_STACK``)."""
+def max_stack_size(value: Any) -> int | None:
+    """``max_stack``: a positive integer, or ``auto`` (None: as many as fit in memory, ``lth.run.stack_memory``)."""
     if str(value).lower() == "auto":
-        return AUTO_MAX_STACK
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise invalid("hydra.sweeper.max_stack", value, "an integer >= 1 or auto")
     return value
 
 
+def memory_size(value: Any) -> float | None:
+    """``memory_gb``: null (the free memory found where the stack trains), or a positive number of GB."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise invalid("hydra.sweeper.memory_gb", value, "a number of GB > 0, or null (the free memory found)")
+    return float(value)
+
+
 def check_sweeper(hydra: DictConfig) -> None:
     """A ``ConfigError`` for what the stacked sweeper (when it is the sweeper) cannot run with: a bad
-    ``max_stack``, or no ``.hydra`` files (each stacked job's config is read back from them)."""
+    ``max_stack`` or ``memory_gb``, or no ``.hydra`` files (each stacked job's config is read back from them)."""
     if not str(hydra.sweeper.get("_target_", "")).endswith(".StackedSweeper"):
         return
     max_stack_size(hydra.sweeper.max_stack)
+    memory_size(hydra.sweeper.get("memory_gb"))
     if hydra.output_subdir is None:
         raise invalid(
             "hydra.output_subdir",
@@ -90,19 +105,25 @@ def check_sweeper(hydra: DictConfig) -> None:
         )
 
 
-def group(members: list[Member], max_stack: int) -> list[list[Member]]:
-    """Members with equal stack keys, in job order, in stacks of at most ``max_stack`` lotteries (a job
-    with ``train.replicates=R`` counts R and is never split; one of more than ``max_stack`` is a stack
-    of its own); a group the stack checks refuse (``incompatibility``, e.g. a flops budget with
-    prune.scope=global) runs its jobs one by one."""
-    by_key: dict[tuple[tuple[str, Any], ...], list[Member]] = {}
+def by_key(members: list[Member]) -> dict[Key, list[Member]]:
+    """The members of each stack key, in job order."""
+    keyed: dict[Key, list[Member]] = {}
     for member in members:
-        by_key.setdefault(member.key, []).append(member)
+        keyed.setdefault(member.key, []).append(member)
+    return keyed
+
+
+def group(members: list[Member], max_stack: int | Mapping[Key, int]) -> list[list[Member]]:
+    """Members with equal stack keys, in job order, in stacks of at most ``max_stack`` lotteries (one
+    number, or one per key: ``max_stack=auto``'s fits); a job with ``train.replicates=R`` counts R and
+    is never split, and one of more than ``max_stack`` is a stack of its own. A group the stack checks
+    refuse (``incompatibility``, e.g. a flops budget with prune.scope=global) runs its jobs one by one."""
     stacks: list[list[Member]] = []
-    for same in by_key.values():
+    for key, same in by_key(members).items():
+        cap = max_stack if isinstance(max_stack, int) else max_stack[key]
         chunks: list[list[Member]] = [[]]
         for member in same:
-            if chunks[-1] and sum(m.lotteries for m in chunks[-1]) + member.lotteries > max_stack:
+            if chunks[-1] and sum(m.lotteries for m in chunks[-1]) + member.lotteries > cap:
                 chunks.append([])
             chunks[-1].append(member)
         for chunk in chunks:
@@ -120,8 +141,9 @@ def differing_keys(stacks: list[list[Member]]) -> list[str]:
     return [n for n in names if len({k.get(n) for k in keys}) > 1]
 
 
-def summary(n_jobs: int, stacks: list[list[Member]]) -> str:
-    """``lth: 8 jobs in 2 stacks (they differ in model.hidden)``; ``lth: 2 jobs (4 lotteries) in 1 stack``."""
+def summary(n_jobs: int, stacks: list[list[Member]], fits: Mapping[Key, Fit] | None = None) -> str:
+    """``lth: 8 jobs in 2 stacks (they differ in model.hidden)``; ``lth: 2 jobs (4 lotteries) in 1 stack``;
+    with ``fits`` (``max_stack=auto``), a split it made names the fit (``max_stack=auto: 4 lotteries ...``)."""
     lotteries = sum(m.lotteries for s in stacks for m in s)
     text = f"lth: {n_jobs} job{'s' if n_jobs != 1 else ''}"
     if lotteries != n_jobs:  # jobs of train.replicates
@@ -131,6 +153,8 @@ def summary(n_jobs: int, stacks: list[list[Member]]) -> str:
     if differ:
         shown = ", ".join(differ[:4]) + (f" and {len(differ) - 4} more" if len(differ) > 4 else "")
         text += f" (they differ in {shown})"
+    elif len(stacks) > 1 and fits:
+        text += f" ({fits[stacks[0][0].key].describe()})"
     elif len(stacks) > 1:
         text += " (at most hydra.sweeper.max_stack each)"
     return text
@@ -150,7 +174,11 @@ class StackedSweeper(BasicSweeper):
     """Hydra's basic sweeper, launching one job per stack of compatible lotteries (module docstring)."""
 
     def __init__(
-        self, max_stack: Any = "auto", max_batch_size: int | None = None, params: dict[str, str] | None = None
+        self,
+        max_stack: Any = "auto",
+        memory_gb: Any = None,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
     ) -> None:
         # BasicSweeper.__init__ calls super(BasicSweeper, self): Hydra's plugin scan executes its module
         # again, so that name is no longer this class's base; its attributes are set here instead
@@ -163,6 +191,7 @@ class StackedSweeper(BasicSweeper):
         self.config = None
         self.launcher = None
         self.max_stack = max_stack_size(max_stack)
+        self.memory_gb = memory_size(memory_gb)
 
     def compose(self, num: int, overrides: list[str]) -> Member:
         """Job ``num``'s config and directory, as Hydra's launcher and ``run_job`` make them."""
@@ -213,8 +242,12 @@ class StackedSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         members = [self.compose(num, overrides) for num, overrides in enumerate(jobs)]
-        stacks = group(members, self.max_stack)
-        print(summary(len(jobs), stacks), flush=True)
+        fits = None
+        if self.max_stack is None:  # auto: each key's lotteries as many as fit in memory
+            fits = {key: auto_fit(same[0].resolved, self.memory_gb) for key, same in by_key(members).items()}
+        caps = self.max_stack or {key: fit.lotteries for key, fit in (fits or {}).items()}
+        stacks = group(members, caps)
+        print(summary(len(jobs), stacks, fits), flush=True)
         batch = []
         for i, stack in enumerate(stacks):
             if all(m.done for m in stack):
