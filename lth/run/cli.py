@@ -77,9 +77,11 @@ def job(cfg: DictConfig) -> list[dict[str, Any]]:
             return run(cfg)
         with open_dict(cfg):  # the host job of a stacked sweep's stack: its members are in the manifest
             del cfg[STACK_KEY]
-        from lth.run.stack import load_members
+        from lth.run.stack import load_members, logs_in
 
-        return run(cfg, load_members(stack))
+        members = load_members(stack)
+        with logs_in(members):
+            return run(cfg, members)
     except ConfigError as exc:
         RunDirectory(cfg.paths.output_dir).discard_if_unused()
         print(exc, file=sys.stderr)

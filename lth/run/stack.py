@@ -23,6 +23,7 @@ as for replicates).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,6 +123,30 @@ def load_members(manifest: str | Path) -> list[Member]:
         hydra.hydra.mode = RunMode[str(hydra.hydra.mode)]  # read back as a string; Hydra's is the enum
         members.append(member(OmegaConf.load(hydra_dir / "config.yaml"), hydra))
     return members
+
+
+@contextmanager
+def logs_in(members: Sequence[Member]) -> Iterator[None]:
+    """What the running job writes to its log files (Hydra's ``<job dir>/train.log``) also goes to a
+    file of that name in each member's directory: a stacked sweep's lottery keeps the log of the stack
+    it trained in where its unstacked job keeps its own."""
+    root = logging.getLogger()
+    added = []
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        for m in members:
+            copy = logging.FileHandler(
+                m.directory / Path(handler.baseFilename).name, encoding=handler.encoding
+            )
+            copy.setFormatter(handler.formatter)
+            copy.setLevel(handler.level)
+            root.addHandler(copy)
+            added.append(copy)
+    try:
+        yield
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def member_loggers(
