@@ -46,6 +46,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         self.size: int | None = None  # K, from the first parameter
         self._scaled: dict[int, tuple[Any, ...]] = {}  # per group: scale_lrs's last factors, lr versions
         self._flags: dict[int, tuple[Tensor, int, bool]] = {}  # per tensor: its version, whether any is set
+        self._views: dict[tuple[Any, ...], tuple[Tensor, int, list[Tensor]]] = {}  # see _per_slice
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -82,6 +83,33 @@ class StackedOptimizer(torch.optim.Optimizer):
         if tensor.shape != (size,):
             raise ValueError(f"{name} must be one value or K={size} values, got shape {tuple(tensor.shape)}")
         return tensor.to(device).clone()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch.optim's, without its profiler record: a tenth of a small stack's optimizer step."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_() if p.grad.grad_fn is not None else p.grad.requires_grad_(False)
+                    p.grad.zero_()
+
+    def _per_slice(self, group: dict[str, Any], name: str, params: list[Tensor]) -> list[Tensor]:
+        """``group[name]`` in ``params``' dtype, viewed ``(K, 1, ...)`` for each of them. On the CPU cast
+        again only after the hyperparameter was written (its version), as the learning rate is by a
+        schedule; elsewhere at every step (a captured step must read the tensor set in place)."""
+        value, dtype = group[name], params[0].dtype
+        if value.device.type != "cpu":
+            cast = value.to(dtype)
+            return [cast.view(per_slice(p)) for p in params]
+        key = (id(value), dtype, tuple(p.dim() for p in params))
+        seen = self._views.get(key)
+        if seen is None or seen[0] is not value or seen[1] != value._version:
+            cast = value.to(dtype)
+            seen = self._views[key] = (value, value._version, [cast.view(per_slice(p)) for p in params])
+        return seen[2]
 
     def _uses(self, group: dict[str, Any], name: str) -> bool:
         """Whether any lottery's ``name`` is nonzero (true): read on the host on the CPU, again only after
@@ -208,27 +236,22 @@ class StackedSGD(StackedOptimizer):
     def _step_tensors(self, params: list[Tensor], group: dict[str, Any]) -> None:
         """``params`` of one dtype; weight decay and Nesterov's look-ahead only where a lottery uses
         them. Each term is the one torch.optim's SGD computes, elementwise."""
-        dtype, shapes = params[0].dtype, [per_slice(p) for p in params]
-        momentum = group["momentum"].to(dtype)
         grads = [p.grad for p in params]
         if self._uses(group, "weight_decay"):
-            weight_decay = group["weight_decay"].to(dtype)
-            grads = [
-                torch.addcmul(g, p, weight_decay.view(s))
-                for g, p, s in zip(grads, params, shapes, strict=True)
-            ]
+            decay = self._per_slice(group, "weight_decay", params)
+            grads = [torch.addcmul(g, p, d) for g, p, d in zip(grads, params, decay, strict=True)]
+        momentum = self._per_slice(group, "momentum", params)
         bufs = [self._momentum_buffer(p) for p in params]
-        torch._foreach_mul_(bufs, [momentum.view(s) for s in shapes])
+        torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads)
         updates = bufs
         if self._uses(group, "nesterov"):
             nesterov = group["nesterov"]
             updates = [
-                torch.where(nesterov.view(s), torch.addcmul(g, b, momentum.view(s)), b)
-                for g, b, s in zip(grads, bufs, shapes, strict=True)
+                torch.where(nesterov.view(per_slice(b)), torch.addcmul(g, b, m), b)
+                for g, b, m in zip(grads, bufs, momentum, strict=True)
             ]
-        lr = group["lr"].to(dtype)
-        torch._foreach_addcmul_(params, updates, [lr.view(s) for s in shapes], value=-1)
+        torch._foreach_addcmul_(params, updates, self._per_slice(group, "lr", params), value=-1)
 
     def _momentum_buffer(self, p: Tensor) -> Tensor:
         state = self.state[p]
