@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -334,3 +336,20 @@ def test_submitit_local_launches_the_stacks(lth_cli: Cli, tmp_path: Path) -> Non
     for name in job_dirs(single):
         assert_same_lottery(stacked / name, single / name, rel=1e-5, levels=2)
         assert (stacked / name / "train.log").read_text() in stack_logs  # its stack's, where its job's is
+
+
+def test_the_sweep_bench_times_the_missions_sweep_unstacked_and_stacked(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """``python -m lth.bench --sweep`` runs both sweeps of its round (tiny levels here: no timing is
+    asserted) and prints each round's ratio and the verdict against the target."""
+    tiny = ["train.steps=20", "train.eval_every=10", "prune.levels=1", "analysis=[]"]
+    command = [sys.executable, "-m", "lth.bench", "--sweep", "--rounds", "1", *tiny]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(
+        "sweep -m prune.rate=0.2,0.5 optim.lr=0.01,0.1 seed=0,1 (default job, 1 thread"
+    )
+    assert re.fullmatch(r"  unstacked \d+ s, stacked \d+ s: \d+\.\d\dx", lines[1]), lines[1]
+    assert re.fullmatch(r"  \(one round \d+\.\d\dx; target >= 2\.5x: (ok|MISSED)\)", lines[2]), lines[2]

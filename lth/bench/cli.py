@@ -16,7 +16,8 @@ batch, and the wall time of one IMP level; ``--rounds`` repeats lth + raw and re
 LeNet-300-100 (Adam).
 
 ``--sweep`` instead times the mission's sweep (``-m prune.rate=0.2,0.5 optim.lr=0.01,0.1 seed=0,1``,
-the default job, one thread) as two whole processes, unstacked and ``hydra/sweeper=stacked``.
+the default job, one thread) as two whole processes, unstacked and ``hydra/sweeper=stacked``, alternating
+``--rounds`` times (the median ratio is the one held against the target).
 
 ``--cuda`` instead prints, where a CUDA device is present, steps/s of one lottery and lottery-steps/s of
 K stacked replicates, eager against captured (``trainer.cuda_graphs``), for the same two models, and the
@@ -85,6 +86,6 @@ def main(argv: list[str] | None = None) -> None:
         replicates_main(args.threads, args.sizes)
         return
     if args.sweep:
-        sweep_main(args.overrides)
+        sweep_main(args.overrides, args.rounds)
         return
     raw_loop_main(args.threads[0], args.steps, args.rounds, args.optim, args.overrides)
