@@ -92,9 +92,10 @@ class StackedOptimizer(torch.optim.Optimizer):
                     continue
                 if set_to_none:
                     p.grad = None
+                elif p.grad.grad_fn is not None:
+                    p.grad.detach_().zero_()
                 else:
-                    p.grad.detach_() if p.grad.grad_fn is not None else p.grad.requires_grad_(False)
-                    p.grad.zero_()
+                    p.grad.requires_grad_(False).zero_()
 
     def _per_slice(self, group: dict[str, Any], name: str, params: list[Tensor]) -> list[Tensor]:
         """``group[name]`` in ``params``' dtype, viewed ``(K, 1, ...)`` for each of them. On the CPU cast
