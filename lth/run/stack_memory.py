@@ -56,13 +56,12 @@ class Fit:
 def lottery_bytes(cfg: DictConfig) -> int:
     """An upper estimate of one lottery's memory in a stack of the job ``cfg`` (resolved)."""
     import torch
-    from hydra.utils import instantiate
 
-    from lth.run.building import build_datamodule
+    from lth.run.building import build_datamodule, model_factory
 
     data = build_datamodule(cfg)
     with torch.device("meta"):
-        model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes)
+        model = model_factory(cfg, data)(0)  # a model that does not fit the data: its ConfigError
         activations = _activation_numel(model, torch.empty(int(cfg.train.batch_size), *data.input_shape))
     params = sum(p.numel() for p in model.parameters())
     weights = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))
