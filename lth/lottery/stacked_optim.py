@@ -45,8 +45,7 @@ class StackedOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self.size: int | None = None  # K, from the first parameter
         self._scaled: dict[int, tuple[Any, ...]] = {}  # per group: scale_lrs's last factors, lr versions
-        self._flags: dict[int, tuple[Tensor, int, bool]] = {}  # per tensor: its version, whether any is set
-        self._views: dict[tuple[Any, ...], tuple[Tensor, int, list[Tensor]]] = {}  # see _per_slice
+        self._derived_values: dict[tuple[Any, ...], tuple[Tensor, int, Any]] = {}  # see _derived
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -97,31 +96,36 @@ class StackedOptimizer(torch.optim.Optimizer):
                 else:
                     p.grad.requires_grad_(False).zero_()
 
-    def _per_slice(self, group: dict[str, Any], name: str, params: list[Tensor]) -> list[Tensor]:
-        """``group[name]`` in ``params``' dtype, viewed ``(K, 1, ...)`` for each of them. On the CPU cast
-        again only after the hyperparameter was written (its version), as the learning rate is by a
-        schedule; elsewhere at every step (a captured step must read the tensor set in place)."""
-        value, dtype = group[name], params[0].dtype
-        if value.device.type != "cpu":
-            cast = value.to(dtype)
-            return [cast.view(per_slice(p)) for p in params]
-        key = (id(value), dtype, tuple(p.dim() for p in params))
-        seen = self._views.get(key)
+    def _derived(self, value: Tensor, kind: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()``, a value derived from the CPU tensor ``value`` (of this ``kind``), made again only
+        after ``value`` was written (its version), as a schedule writes the learning rate."""
+        key = (id(value), *kind)
+        seen = self._derived_values.get(key)
         if seen is None or seen[0] is not value or seen[1] != value._version:
-            cast = value.to(dtype)
-            seen = self._views[key] = (value, value._version, [cast.view(per_slice(p)) for p in params])
+            seen = self._derived_values[key] = (value, value._version, make())
         return seen[2]
 
+    def _per_slice(self, group: dict[str, Any], name: str, params: list[Tensor]) -> list[Tensor]:
+        """``group[name]`` in ``params``' dtype, viewed ``(K, 1, ...)`` for each of them: on the CPU cast
+        once per write (``_derived``), elsewhere at every step (a captured step must read the tensor set
+        in place)."""
+        value, dtype = group[name], params[0].dtype
+
+        def views() -> list[Tensor]:
+            cast = value.to(dtype)
+            return [cast.view(per_slice(p)) for p in params]
+
+        if value.device.type != "cpu":
+            return views()
+        return self._derived(value, ("views", dtype, tuple(p.dim() for p in params)), views)
+
     def _uses(self, group: dict[str, Any], name: str) -> bool:
-        """Whether any lottery's ``name`` is nonzero (true): read on the host on the CPU, again only after
-        the tensor was written (its version); elsewhere True (a zero term changes nothing; never a sync)."""
+        """Whether any lottery's ``name`` is nonzero (true): read on the host on the CPU once per write
+        (``_derived``); elsewhere True (a zero term changes nothing; never a sync)."""
         flags = group[name]
         if flags.device.type != "cpu":
             return True
-        seen = self._flags.get(id(flags))
-        if seen is None or seen[0] is not flags or seen[1] != flags._version:
-            seen = self._flags[id(flags)] = (flags, flags._version, bool(flags.any()))
-        return seen[2]
+        return self._derived(flags, ("any",), lambda: bool(flags.any()))
 
     def _check(self, group: dict[str, Any]) -> None:
         """Reject what torch.optim rejects, per lottery (on the host: at construction only)."""
